@@ -1,0 +1,118 @@
+"""How drivers reach the host: ``host.call("operation", **args)``, and nothing else.
+
+Drivers never import pyroute2 or the ovs bindings; they name an operation from
+:data:`vnic_drivers.host.privileged.OPERATIONS`. Which way it runs is decided once per
+hook call by :func:`connect`:
+
+- :class:`InProcessHost` when already root (tests, ``quantum-vnic demo``);
+- :class:`SudoHost` when unprivileged (VDSM runs hooks as ``vdsm``): ``sudo -n`` the
+  privileged entry point, which re-validates everything;
+- :class:`DryRunHost` for ``simulate --dry-run``: records what would run, changes nothing.
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+from ..errors import HookError, HostError, InputError
+
+LOG = logging.getLogger("quantum_vnic")
+
+DRY_RUN_ENV = "QUANTUM_VNIC_DRY_RUN"
+PRIVILEGED_ENV = "QUANTUM_VNIC_PRIVILEGED"
+# Where the RPM installs the sudo-allowed entry point.
+DEFAULT_PRIVILEGED_COMMAND = "/usr/libexec/quantum-vnic/quantum-vnic-privileged"
+SUDO_TIMEOUT = 120
+
+
+class InProcessHost:
+    """Runs operations directly (the caller is root)."""
+
+    mode = "in-process"
+
+    def call(self, operation, **args):
+        from . import privileged
+
+        LOG.debug("host: %s %s", operation, _describe(args))
+        return privileged.run(operation, args)
+
+
+class SudoHost:
+    """Runs each operation through ``sudo -n`` in the privileged entry point."""
+
+    mode = "sudo"
+
+    def __init__(self, command):
+        self.command = command
+
+    def call(self, operation, **args):
+        from . import privileged
+
+        # Validate here too, so a bad value fails with the hook's own message before
+        # a process is spent on it; the other side validates again regardless.
+        privileged.OPERATIONS[operation].validate(operation, args)
+        LOG.debug("host (sudo): %s %s", operation, _describe(args))
+        argv = ["sudo", "-n", self.command, operation]
+        try:
+            done = subprocess.run(
+                argv,
+                input=json.dumps(args),
+                capture_output=True,
+                text=True,
+                timeout=SUDO_TIMEOUT,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise HostError("sudo is not installed; install sudo and the quantum-vnic sudoers drop-in") from None
+        except subprocess.TimeoutExpired:
+            raise HostError("privileged operation %s timed out after %ds" % (operation, SUDO_TIMEOUT)) from None
+        if done.returncode != 0:
+            message = (done.stderr.strip().splitlines() or ["exit code %d" % done.returncode])[-1]
+            if "a password is required" in message or "not allowed" in message:
+                message += (
+                    "; check /etc/sudoers.d/50_vdsm_hook_quantum_vnic allows %s" % self.command
+                )
+            error = InputError if done.returncode == 2 else HostError
+            raise error("%s: %s" % (operation, message))
+        try:
+            return json.loads(done.stdout or "null")
+        except ValueError:
+            raise HostError("privileged operation %s returned no JSON result" % operation) from None
+
+
+class DryRunHost:
+    """Records the operations a hook would run; returns no result for them."""
+
+    mode = "dry-run"
+
+    def __init__(self, stream=None):
+        self.calls = []
+        self.stream = stream or sys.stderr
+
+    def call(self, operation, **args):
+        from . import privileged
+
+        privileged.OPERATIONS[operation].validate(operation, args)
+        self.calls.append((operation, args))
+        self.stream.write("dry-run: would run %s %s\n" % (operation, _describe(args)))
+        return None
+
+
+def _describe(args):
+    return " ".join("%s=%s" % (key, json.dumps(value)) for key, value in sorted(args.items()))
+
+
+def connect(dry_run=None):
+    """The host access for this process: dry-run, in-process (root) or sudo."""
+    if dry_run is None:
+        dry_run = os.environ.get(DRY_RUN_ENV, "") not in ("", "0")
+    if dry_run:
+        return DryRunHost()
+    if os.geteuid() == 0:
+        return InProcessHost()
+    return SudoHost(os.environ.get(PRIVILEGED_ENV, DEFAULT_PRIVILEGED_COMMAND))
+
+
+__all__ = ["connect", "InProcessHost", "SudoHost", "DryRunHost", "HookError"]

@@ -1,0 +1,141 @@
+"""The privileged boundary: the fixed set of operations that change the kernel or OVSDB.
+
+Hooks run as the unprivileged ``vdsm`` user. Every host change is one named operation in
+:data:`OPERATIONS`; the hook asks for it through :mod:`vnic_drivers.host` which, when not
+root, runs this module's :func:`main` with ``sudo -n`` (the sudoers drop-in allows only
+this entry point). Arguments are re-validated here whatever the caller did: this side
+trusts nothing. An operation's implementation lives in :mod:`.netlink` (pyroute2) or
+:mod:`.ovsdb` (ovs bindings) and is imported only when that operation runs.
+
+Protocol of the entry point: ``quantum-vnic-privileged OPERATION`` with a JSON object of
+arguments on stdin; the JSON result on stdout, exit 0; or one line on stderr and exit 1
+(host error) / 2 (refused input).
+"""
+
+import json
+import sys
+
+from .. import naming
+from ..errors import HookError, InputError
+
+
+def _optional(validate):
+    def check(value, what):
+        return None if value is None else validate(value, what)
+
+    return check
+
+
+def _seconds(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 300:
+        raise InputError("%s=%r: expected seconds from 0 to 300" % (what, value))
+    return float(value)
+
+
+def _boolean(value, what):
+    if not isinstance(value, bool):
+        raise InputError("%s=%r: expected true or false" % (what, value))
+    return value
+
+
+def _ovsdb_remote(value, what):
+    if not isinstance(value, str) or not value.startswith(("unix:", "tcp:", "ssl:")) or len(value) > 4096:
+        raise InputError("%s=%r: expected unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT" % (what, value))
+    return value
+
+
+DEVICE = naming.device_name
+BRIDGE = lambda value, what: naming.device_name(value, what, allow_dummy=True)  # noqa: E731
+UUID = naming.uuid
+MAC = naming.mac
+MTU = naming.mtu
+SECONDS = _seconds
+BOOLEAN = _boolean
+OVSDB = _ovsdb_remote
+optional = _optional
+
+
+class Operation:
+    """One allowed host change: where it is implemented and how its arguments validate."""
+
+    def __init__(self, module, function, params, doc):
+        self.module = module
+        self.function = function
+        self.params = params
+        self.doc = doc
+
+    def validate(self, name, args):
+        if not isinstance(args, dict):
+            raise InputError("operation %s: arguments must be a JSON object" % name)
+        unknown = sorted(set(args) - set(self.params))
+        if unknown:
+            raise InputError("operation %s: unknown argument %s" % (name, unknown[0]))
+        clean = {}
+        for param, validate in self.params.items():
+            if param not in args:
+                raise InputError("operation %s: argument %s is missing" % (name, param))
+            clean[param] = validate(args[param], param)
+        return clean
+
+    def implementation(self):
+        import importlib
+
+        module = importlib.import_module("vnic_drivers.host." + self.module)
+        return getattr(module, self.function)
+
+
+# The whole privileged surface. Adding an operation here is adding to what sudo allows:
+# keep each one narrow and every argument validated.
+OPERATIONS = {}
+
+
+def register(name, module, function, doc, **params):
+    """Declare an allowed operation (called at import time below, nowhere else)."""
+    OPERATIONS[name] = Operation(module, function, params, doc)
+
+
+register(
+    "link_state",
+    "netlink",
+    "link_state",
+    "read a device's existence, master, state and MTU (read-only)",
+    name=DEVICE,
+)
+
+
+def run(name, args):
+    """Validate *args* for operation *name* and run it in this process (must be root)."""
+    operation = OPERATIONS.get(name)
+    if operation is None:
+        raise InputError(
+            "unknown privileged operation %r; known: %s" % (name, ", ".join(sorted(OPERATIONS)))
+        )
+    clean = operation.validate(name, args)
+    return operation.implementation()(**clean)
+
+
+def main(argv=None):
+    """Entry point run through ``sudo -n``; see the module docstring for the protocol."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.stderr.write("usage: quantum-vnic-privileged OPERATION < ARGS.json\n")
+        return 2
+    try:
+        args = json.loads(sys.stdin.read() or "{}")
+    except ValueError as err:
+        sys.stderr.write("quantum-vnic-privileged: arguments are not JSON: %s\n" % err)
+        return 2
+    try:
+        result = run(argv[0], args)
+    except InputError as err:
+        sys.stderr.write("%s\n" % err)
+        return 2
+    except HookError as err:
+        sys.stderr.write("%s\n" % err)
+        return 1
+    json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
