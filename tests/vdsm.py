@@ -51,6 +51,8 @@ def run_hook(hook_point, xml, properties, vm_properties=None, vm_id=EXAMPLE_VM_I
             with open(config_path, "w", encoding="utf-8") as stream:
                 stream.write(config)
             env["QUANTUM_VNIC_CONF"] = config_path
+        # Import the package from this checkout, whatever is installed.
+        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
         env.update(extra_env or {})
         argv = [sys.executable, os.path.join(HOOKS_DIR, hook_point)]
         if netns:
