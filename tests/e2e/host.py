@@ -1,0 +1,110 @@
+"""The e2e host: a test network namespace holding a private OVS, the bridges a real host
+has (VDSM's dummy bridge, a Linux Bridge agent's ``brq…``) and a private libvirtd.
+
+Installs nothing: :func:`check` says what is missing, for the caller to skip or fail on.
+Used by ``tests/e2e/conftest.py`` and by ``bench/vm_start.py``.
+"""
+
+import contextlib
+import grp
+import os
+import pwd
+import shutil
+import uuid
+
+from tests.conftest import NETWORK_ID
+from tests.e2e import procs
+from tests.e2e.libvirtd import LIBVIRTD, QEMU, QEMU_GROUP, QEMU_USER, PrivateLibvirtd
+from tests.e2e.ovs import BINARIES as OVS_BINARIES
+from tests.e2e.ovs import PrivateOvs
+
+INTEGRATION_BRIDGE = "br-int"
+DUMMY_BRIDGE = ";vdsmdummy;"
+AGENT_BRIDGE = "brq" + NETWORK_ID[:11]
+
+
+def check():
+    """Raise :class:`procs.Unavailable` (skip) if this machine cannot run the suite at all,
+    :class:`procs.NotInstalled` (fail) if `./dev deps` has not installed what it needs."""
+    if os.geteuid() != 0:
+        raise procs.Unavailable("needs root: it runs libvirtd and creates network namespaces")
+    if not os.path.exists("/dev/net/tun"):
+        raise procs.Unavailable("needs /dev/net/tun: libvirt creates the guests' taps with it")
+    missing = [path for path in (LIBVIRTD, QEMU) if not os.path.exists(path)]
+    missing += [name for name in ("ip", "unshare", "mount") + OVS_BINARIES if shutil.which(name) is None]
+    for module in ("libvirt", "pyroute2"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append("python module " + module)
+    try:
+        pwd.getpwnam(QEMU_USER)
+        grp.getgrnam(QEMU_GROUP)
+    except KeyError:
+        missing.append("user and group %s (libvirt's QEMU driver needs them)" % QEMU_USER)
+    if missing:
+        raise procs.NotInstalled("missing %s; run ./dev deps" % ", ".join(missing))
+
+
+def add_linux_bridge(netns, name):
+    from pyroute2 import NetNS
+
+    with NetNS(netns) as ns:
+        ns.link("add", ifname=name, kind="bridge")
+        ns.link("set", index=ns.link_lookup(ifname=name)[0], state="up")
+
+
+class Host:
+    """What the tests see: the netns, OVS and libvirtd, and read-only views of the netns."""
+
+    def __init__(self, root, netns, ovs, libvirtd):
+        self.root = root
+        self.netns = netns
+        self.ovs = ovs
+        self.libvirtd = libvirtd
+        # The hooks' own config: the OVSDB they may talk to is the private one.
+        self.hook_config = "[openvswitch]\novsdb = %s\n" % ovs.remote
+
+    def links(self):
+        """{name: {'master', 'mtu', 'kind', 'up'}} of every device in the netns."""
+        from pyroute2 import NetNS
+
+        with NetNS(self.netns) as ns:
+            raw = ns.get_links()
+            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in raw}
+            found = {}
+            for link in raw:
+                info = link.get_attr("IFLA_LINKINFO")
+                found[link.get_attr("IFLA_IFNAME")] = {
+                    "master": names.get(link.get_attr("IFLA_MASTER")),
+                    "mtu": link.get_attr("IFLA_MTU"),
+                    "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
+                    "up": bool(link["flags"] & 1),
+                }
+            return found
+
+@contextlib.contextmanager
+def running(root):
+    """Start the whole e2e host under directory *root*; stop everything on the way out.
+
+    Raises what :func:`check` raises before starting anything, and
+    :class:`procs.StartFailed` (with the daemon's log) if a daemon does not come up.
+    """
+    check()
+    from pyroute2 import netns as pyroute2_netns
+
+    with contextlib.ExitStack() as cleanup:
+        netns = "qvnic-e2e-%s" % uuid.uuid4().hex[:8]
+        pyroute2_netns.create(netns)
+        cleanup.callback(pyroute2_netns.remove, netns)  # takes the bridges and taps with it
+        ovs = PrivateOvs(os.path.join(root, "ovs"), netns)
+        cleanup.callback(ovs.stop)
+        ovs.start()
+        ovs.add_bridge(INTEGRATION_BRIDGE)
+        libvirtd = PrivateLibvirtd(os.path.join(root, "libvirt"), netns, ovs_rundir=ovs.root)
+        host = Host(root, netns, ovs, libvirtd)
+        add_linux_bridge(netns, DUMMY_BRIDGE)  # VDSM's placeholder, as on every VDSM host
+        add_linux_bridge(netns, AGENT_BRIDGE)  # what the Linux Bridge agent makes per network
+        cleanup.callback(libvirtd.stop)
+        libvirtd.start()
+        yield host

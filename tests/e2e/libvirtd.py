@@ -1,0 +1,131 @@
+"""A private libvirtd with the QEMU driver, run inside the test network namespace.
+
+Its configuration, sockets, pid file, logs and every state directory live under one
+directory (see ``launch_libvirtd.py`` for how the fixed root paths are made private), so
+it shares nothing with a libvirtd the machine may run, nor with a concurrent test run.
+It runs in the test netns, so the taps it creates, the bridges it enslaves them to and
+the OVS ports it adds (through the private OVS named by ``OVS_RUNDIR``) live there too.
+"""
+
+import glob
+import os
+import sys
+
+from tests.e2e import procs
+
+LIBVIRTD = "/usr/sbin/libvirtd"
+QEMU = "/usr/bin/qemu-system-x86_64"
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch_libvirtd.py")
+# Debian builds the QEMU driver with this user and group; it refuses to load without
+# them even when qemu.conf runs guests as root. `./dev deps` creates them.
+QEMU_USER = QEMU_GROUP = "libvirt-qemu"
+
+LIBVIRTD_CONF = """\
+unix_sock_dir = "{sockets}"
+unix_sock_rw_perms = "0700"
+auth_unix_ro = "none"
+auth_unix_rw = "none"
+log_outputs = "3:file:{log}"
+"""
+
+# Guests run as root, unconfined, without cgroups or private /dev: the least this
+# machine (no systemd, no SELinux/AppArmor) needs. stdio_handler=file: no virtlogd.
+QEMU_CONF = """\
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+namespaces = [ ]
+stdio_handler = "file"
+"""
+
+
+class PrivateLibvirtd:
+    def __init__(self, root, netns, ovs_rundir):
+        self.root = root
+        self.netns = netns
+        self.ovs_rundir = ovs_rundir
+        self.socket = os.path.join(root, "sock", "libvirt-sock")
+        self.uri = "qemu+unix:///system?socket=" + self.socket
+        self.log = os.path.join(root, "libvirtd.log")
+        self.launcher = None
+
+    def start(self):
+        etc = os.path.join(self.root, "etc")
+        os.makedirs(etc, exist_ok=True)
+        os.makedirs(os.path.dirname(self.socket), exist_ok=True)
+        conf = os.path.join(etc, "libvirtd.conf")
+        with open(conf, "w", encoding="utf-8") as stream:
+            stream.write(LIBVIRTD_CONF.format(sockets=os.path.dirname(self.socket), log=self.log))
+        with open(os.path.join(etc, "qemu.conf"), "w", encoding="utf-8") as stream:
+            stream.write(QEMU_CONF)
+        argv = procs.in_netns(self.netns, [
+            "unshare", "--mount", "--propagation", "private",
+            sys.executable, LAUNCHER, self.root,
+            LIBVIRTD, "-f", conf, "-p", os.path.join(self.root, "libvirtd.pid"),
+        ])
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "LC_ALL": "C", "OVS_RUNDIR": self.ovs_rundir}
+        launcher_log = os.path.join(self.root, "launcher.log")
+        self.launcher = procs.spawn(argv, launcher_log, env=env)
+        procs.wait_until(self._answers, self.launcher, "libvirtd", [launcher_log, self.log])
+
+    def _answers(self):
+        if not os.path.exists(self.socket):
+            return False
+        import libvirt
+
+        try:
+            self.connect().close()
+        except libvirt.libvirtError:
+            return False
+        return True
+
+    def connect(self):
+        import libvirt
+
+        return libvirt.open(self.uri)
+
+    def stop(self):
+        """Destroy every guest, kill any guest left, stop libvirtd; all by pid."""
+        if self.launcher is None:
+            return
+        try:
+            if self.launcher.poll() is None:
+                self._destroy_all()
+        finally:
+            # A guest outlives libvirtd by design, and the launcher waits for it: kill,
+            # by the pid libvirt recorded, whatever the API could not destroy.
+            for pid in self._guest_pids():
+                procs.kill_pid(pid)
+            procs.stop(self.launcher)  # forwards SIGTERM to libvirtd, exits when all are gone
+            self.launcher = None
+
+    def _destroy_all(self):
+        import libvirt
+
+        try:
+            conn = self.connect()
+        except libvirt.libvirtError:
+            return  # not answering: the pid-based kill in stop() does the work
+        try:
+            for domain in conn.listAllDomains():
+                if domain.isActive():
+                    domain.destroy()
+        finally:
+            conn.close()
+
+    def _guest_pids(self):
+        pids = []
+        for path in glob.glob(os.path.join(self.root, "run", "libvirt", "qemu", "*.pid")):
+            try:
+                with open(path, encoding="ascii") as stream:
+                    pid = int(stream.read().strip())
+                with open("/proc/%d/comm" % pid, encoding="ascii") as stream:
+                    if stream.read().startswith("qemu"):  # not a recycled pid
+                        pids.append(pid)
+            except (OSError, ValueError):
+                continue  # gone already
+        return pids
