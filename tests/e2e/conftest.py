@@ -5,12 +5,16 @@ machine that cannot run it (not root, no /dev/net/tun) every test skips with the
 missing software (`./dev deps` not run) is an error, not a skip.
 """
 
+import random
+import uuid
+
 import pytest
 
+from tests.conftest import quantum_properties
 from tests.e2e import host as host_module
 from tests.e2e import procs
 from tests.e2e.libvirtd import QEMU
-from tests.e2e.vdsm_driver import Vdsm
+from tests.e2e.vdsm_driver import Nic, Vdsm
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +37,46 @@ def libvirt_conn(e2e_host):
 
 @pytest.fixture
 def vdsm(e2e_host, libvirt_conn):
-    """A VDSM stand-in; destroys (with the destroy hooks) any VM a test left running,
-    then insists that no hook failed."""
+    """A VDSM stand-in. Afterwards: destroys (with the destroy hooks) any VM the test left
+    running, then insists that no hook failed and that the host is as the test found it,
+    no device, OVS port or bridge left behind."""
+    before = e2e_host.snapshot()
     driver = Vdsm(libvirt_conn, e2e_host.netns, QEMU, hook_config=e2e_host.hook_config)
     yield driver
     for vm in list(driver.running):
         driver.destroy(vm)
     assert driver.failures == [], "hooks failed: %r" % driver.failures
+    assert e2e_host.snapshot() == before
+
+
+def quantum_nic(plugin_type, **properties):
+    """A vNIC of a fresh Quantum port (its own port id and MAC) with these properties."""
+    port_id = str(uuid.uuid4())
+    mac = "00:1a:4a:%02x:%02x:%02x" % tuple(random.randrange(256) for _ in range(3))
+    return Nic(mac, quantum_properties(plugin_type, port_id=port_id, **properties))
+
+
+def tap_of(nic):
+    """The tap name the agents expect: 'tap' + port id[:11]."""
+    return "tap" + nic.properties["vnic_id"][:11]
+
+
+def live_interfaces(vm):
+    """{mac: {'type', 'bridge', 'tap', 'mtu'}} of the VM's vNICs as libvirt runs them."""
+    from lxml import etree
+
+    root = etree.fromstring(vm.domain.XMLDesc(0).encode("utf-8"))
+    found = {}
+    for iface in root.iterfind("devices/interface"):
+        found[iface.find("mac").get("address")] = {
+            "type": iface.get("type"),
+            "bridge": _attribute(iface, "source", "bridge"),
+            "tap": _attribute(iface, "target", "dev"),
+            "mtu": _attribute(iface, "mtu", "size"),
+        }
+    return found
+
+
+def _attribute(element, child, name):
+    found = element.find(child)
+    return None if found is None else found.get(name)

@@ -83,6 +83,12 @@ class Host:
                 }
             return found
 
+    def snapshot(self):
+        """What a VM may leave behind: device names in the netns, ports of each OVS bridge."""
+        bridges = self.ovs.vsctl("list-br").split()
+        return {"devices": set(self.links()), "ovs": {bridge: self.ovs.ports(bridge) for bridge in bridges}}
+
+
 @contextlib.contextmanager
 def running(root):
     """Start the whole e2e host under directory *root*; stop everything on the way out.

@@ -1,0 +1,70 @@
+"""A VM's life through the hooks and a real libvirtd: MTU, hot-plug, destroy, concurrency."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.e2e.conftest import live_interfaces, quantum_nic, tap_of
+from tests.e2e.test_openvswitch import assert_agent_port
+from tests.e2e.vdsm_driver import Vm
+
+
+@pytest.mark.parametrize("plugin_type", ["OPEN_VSWITCH", "LINUX_BRIDGE"])
+def test_device_mtu_reaches_the_tap(e2e_host, vdsm, plugin_type):
+    nic = quantum_nic(plugin_type, mtu="1450")
+    vdsm.start(Vm("mtu-" + plugin_type.lower().replace("_", "-"), [nic]))
+    assert e2e_host.links()[tap_of(nic)]["mtu"] == 1450
+
+
+def test_vm_mtu_overrides_the_devices(e2e_host, vdsm):
+    # A VM custom property overrides the device's of the same name, as in VDSM.
+    nics = [quantum_nic("OPEN_VSWITCH", mtu="9000"), quantum_nic("LINUX_BRIDGE", mtu="9000")]
+    vdsm.start(Vm("mtu-vm", nics, properties={"mtu": "1400"}))
+    links = e2e_host.links()
+    assert [links[tap_of(nic)]["mtu"] for nic in nics] == [1400, 1400]
+
+
+def test_hotplug_into_a_running_vm(e2e_host, vdsm):
+    vm = Vm("hotplug", [quantum_nic("OPEN_VSWITCH")])
+    vdsm.start(vm)
+    ovs_nic = quantum_nic("OPEN_VSWITCH", mtu="1450")
+    lb_nic = quantum_nic("LINUX_BRIDGE")
+
+    vdsm.hotplug_nic(vm, ovs_nic)
+    vdsm.hotplug_nic(vm, lb_nic)
+
+    live = live_interfaces(vm)
+    assert live[ovs_nic.mac]["tap"] == tap_of(ovs_nic)
+    assert live[lb_nic.mac]["tap"] == tap_of(lb_nic)
+    assert_agent_port(e2e_host, vm, ovs_nic)
+    assert e2e_host.links()[tap_of(ovs_nic)]["mtu"] == 1450
+    assert [point for point, nic, _ in vdsm.runs if nic is lb_nic] == [
+        "before_nic_hotplug", "after_nic_hotplug"]
+
+
+def test_destroy_leaves_nothing_behind(e2e_host, vdsm):
+    before = e2e_host.snapshot()
+    nics = [quantum_nic("OPEN_VSWITCH"), quantum_nic("LINUX_BRIDGE")]
+    vm = Vm("destroy", nics)
+    vdsm.start(vm)
+    assert {tap_of(nic) for nic in nics} <= e2e_host.snapshot()["devices"]
+
+    vdsm.destroy(vm)
+
+    assert e2e_host.snapshot() == before
+    assert [point for point, nic, _ in vdsm.runs if nic is nics[0]][-1] == "after_device_destroy"
+
+
+def test_two_vms_start_at_once(e2e_host, vdsm):
+    vms = [Vm("concurrent-%d" % index, [quantum_nic("OPEN_VSWITCH"), quantum_nic("LINUX_BRIDGE")])
+           for index in range(2)]
+
+    with ThreadPoolExecutor(len(vms)) as pool:
+        list(pool.map(vdsm.start, vms))  # list(): re-raise what a start raised
+
+    links = e2e_host.links()
+    for vm in vms:
+        assert vm.domain.isActive()
+        ovs_nic, lb_nic = vm.nics
+        assert_agent_port(e2e_host, vm, ovs_nic)
+        assert links[tap_of(lb_nic)]["kind"] == "tun"
