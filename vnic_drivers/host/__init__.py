@@ -10,10 +10,8 @@ hook call by :func:`connect`:
 - :class:`DryRunHost` for ``simulate --dry-run``: records what would run, changes nothing.
 """
 
-import json
 import logging
 import os
-import subprocess
 import sys
 
 from ..errors import HookError, HostError, InputError
@@ -48,6 +46,9 @@ class SudoHost:
         self.command = command
 
     def call(self, operation, **args):
+        import json
+        import subprocess
+
         from . import privileged
 
         # Validate here too, so a bad value fails with the hook's own message before
@@ -101,6 +102,8 @@ class DryRunHost:
 
 
 def _describe(args):
+    import json
+
     return " ".join("%s=%s" % (key, json.dumps(value)) for key, value in sorted(args.items()))
 
 
