@@ -53,7 +53,7 @@ class SudoHost:
 
         # Validate here too, so a bad value fails with the hook's own message before
         # a process is spent on it; the other side validates again regardless.
-        privileged.OPERATIONS[operation].validate(operation, args)
+        privileged.validate(operation, args)
         LOG.debug("host (sudo): %s %s", operation, _describe(args))
         argv = ["sudo", "-n", self.command, operation]
         try:
@@ -95,7 +95,7 @@ class DryRunHost:
     def call(self, operation, **args):
         from . import privileged
 
-        privileged.OPERATIONS[operation].validate(operation, args)
+        privileged.validate(operation, args)
         self.calls.append((operation, args))
         self.stream.write("dry-run: would run %s %s\n" % (operation, _describe(args)))
         return None
