@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.e2e.conftest import live_interfaces, quantum_nic, tap_of
+from tests.e2e.vnics import live_interfaces, quantum_nic, tap_of
 from tests.e2e.test_openvswitch import assert_agent_port
 from tests.e2e.vdsm_driver import Vm
 

@@ -1,7 +1,7 @@
 """LINUX_BRIDGE vNICs through a real libvirtd and QEMU: the tap the agent looks for."""
 
 from tests.conftest import NETWORK_ID
-from tests.e2e.conftest import live_interfaces, quantum_nic, tap_of
+from tests.e2e.vnics import live_interfaces, quantum_nic, tap_of
 from tests.e2e.host import DUMMY_BRIDGE
 from tests.e2e.vdsm_driver import Vm
 

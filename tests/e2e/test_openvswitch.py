@@ -1,6 +1,6 @@
 """OPEN_VSWITCH vNICs through a real libvirtd and QEMU: the port the OVS agent wires."""
 
-from tests.e2e.conftest import live_interfaces, quantum_nic, tap_of
+from tests.e2e.vnics import live_interfaces, quantum_nic, tap_of
 from tests.e2e.host import DUMMY_BRIDGE, INTEGRATION_BRIDGE
 from tests.e2e.vdsm_driver import Nic, Vm
 

@@ -1,0 +1,40 @@
+"""Quantum vNICs for the e2e tests and bench, and what libvirt made of them."""
+
+import random
+import uuid
+
+from tests.conftest import quantum_properties
+from tests.e2e.vdsm_driver import Nic
+
+
+def quantum_nic(plugin_type, **properties):
+    """A vNIC of a fresh Quantum port (its own port id and MAC) with these properties."""
+    port_id = str(uuid.uuid4())
+    mac = "00:1a:4a:%02x:%02x:%02x" % tuple(random.randrange(256) for _ in range(3))
+    return Nic(mac, quantum_properties(plugin_type, port_id=port_id, **properties))
+
+
+def tap_of(nic):
+    """The tap name the agents expect: 'tap' + port id[:11]."""
+    return "tap" + nic.properties["vnic_id"][:11]
+
+
+def live_interfaces(vm):
+    """{mac: {'type', 'bridge', 'tap', 'mtu'}} of the VM's vNICs as libvirt runs them."""
+    from lxml import etree
+
+    root = etree.fromstring(vm.domain.XMLDesc(0).encode("utf-8"))
+    found = {}
+    for iface in root.iterfind("devices/interface"):
+        found[iface.find("mac").get("address")] = {
+            "type": iface.get("type"),
+            "bridge": _attribute(iface, "source", "bridge"),
+            "tap": _attribute(iface, "target", "dev"),
+            "mtu": _attribute(iface, "mtu", "size"),
+        }
+    return found
+
+
+def _attribute(element, child, name):
+    found = element.find(child)
+    return None if found is None else found.get(name)
