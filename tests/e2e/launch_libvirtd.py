@@ -16,7 +16,9 @@ Whole parents are covered because a bind mount needs an existing mount point.
 libvirt double-forks QEMU, so a guest's parent becomes init, which on some machines
 reaps late; libvirt waits for the pid to vanish, and a zombie made ``virDomainDestroy``
 take ~1.5 s. This launcher makes itself the child subreaper and reaps at once. It runs
-libvirtd in the foreground, forwards SIGTERM/SIGINT to it and exits once no child is left.
+libvirtd in the foreground and forwards SIGTERM/SIGINT to it; it gets SIGTERM itself if
+its parent (the test run) dies. Once libvirtd is gone it SIGKILLs, by pid, any guest left
+(they outlive libvirtd by design; here nothing may) and exits when no child is left.
 """
 
 import ctypes
@@ -25,6 +27,7 @@ import signal
 import subprocess
 import sys
 
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 # ROOT subdirectory -> where libvirtd sees it
@@ -48,10 +51,27 @@ def private_mounts(root):
         subprocess.run(["mount", "--bind", path, target], check=True)
 
 
-def become_subreaper():
+def _prctl(option, value):
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(%d, %d)" % (option, value))
+
+
+def children():
+    """Pids whose parent is this process (guests reparented here, once libvirtd is gone)."""
+    mine = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, encoding="ascii", errors="replace") as stream:
+                fields = stream.read().rsplit(")", 1)[1].split()  # after "pid (comm)"
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == mine:
+            found.append(int(entry))
+    return found
 
 
 def main(argv):
@@ -64,7 +84,8 @@ def main(argv):
                          " run it under unshare --mount\n")
         return 2
     private_mounts(root)
-    become_subreaper()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
     daemon = subprocess.Popen(command).pid  # reaped by the loop below, not by Popen
     status = None
 
@@ -81,6 +102,8 @@ def main(argv):
             break  # nothing left: libvirtd and every guest are gone
         if pid == daemon:
             status = os.waitstatus_to_exitcode(wait_status)
+            for guest in children():
+                os.kill(guest, signal.SIGKILL)
     if status is None:
         return 1
     return status if status >= 0 else 128 - status

@@ -7,7 +7,6 @@ It runs in the test netns, so the taps it creates, the bridges it enslaves them 
 the OVS ports it adds (through the private OVS named by ``OVS_RUNDIR``) live there too.
 """
 
-import glob
 import os
 import sys
 
@@ -89,18 +88,15 @@ class PrivateLibvirtd:
         return libvirt.open(self.uri)
 
     def stop(self):
-        """Destroy every guest, kill any guest left, stop libvirtd; all by pid."""
+        """Destroy every guest through the API, then stop libvirtd by its launcher's pid
+        (which kills any guest still left, by pid, and exits when all are gone)."""
         if self.launcher is None:
             return
         try:
             if self.launcher.poll() is None:
                 self._destroy_all()
         finally:
-            # A guest outlives libvirtd by design, and the launcher waits for it: kill,
-            # by the pid libvirt recorded, whatever the API could not destroy.
-            for pid in self._guest_pids():
-                procs.kill_pid(pid)
-            procs.stop(self.launcher)  # forwards SIGTERM to libvirtd, exits when all are gone
+            procs.stop(self.launcher)
             self.launcher = None
 
     def _destroy_all(self):
@@ -116,16 +112,3 @@ class PrivateLibvirtd:
                     domain.destroy()
         finally:
             conn.close()
-
-    def _guest_pids(self):
-        pids = []
-        for path in glob.glob(os.path.join(self.root, "run", "libvirt", "qemu", "*.pid")):
-            try:
-                with open(path, encoding="ascii") as stream:
-                    pid = int(stream.read().strip())
-                with open("/proc/%d/comm" % pid, encoding="ascii") as stream:
-                    if stream.read().startswith("qemu"):  # not a recycled pid
-                        pids.append(pid)
-            except (OSError, ValueError):
-                continue  # gone already
-        return pids

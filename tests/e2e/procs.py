@@ -1,6 +1,5 @@
 """Starting, waiting for and stopping the daemons of the e2e suite, always by pid."""
 
-import os
 import signal
 import subprocess
 import time
@@ -62,11 +61,3 @@ def stop(process, timeout=15.0):
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout)
-
-
-def kill_pid(pid):
-    """SIGKILL *pid* if it is still there (a guest whose daemon is gone)."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
