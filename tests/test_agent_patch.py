@@ -36,6 +36,10 @@ GRIZZLY_EXCERPT = os.path.join(REPO, "tests", "agent_fixtures", "grizzly_linuxbr
 TAP = "tap" + PORT_ID[:11]
 BRQ = "brq" + NETWORK_ID[:11]
 
+# Every agent-patch action runs the patch program, even check (a dry run).
+pytestmark = pytest.mark.skipif(shutil.which("patch") is None,
+                                reason="needs the patch program (apt-get install patch)")
+
 
 def wheel_cache():
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(REPO, ".cache")
@@ -142,8 +146,6 @@ def test_revert_restores_the_original_byte_for_byte(agent):
 
 def test_the_shipped_diff_applies_with_plain_patch(agent):
     """What an admin without quantum-vnic would run; same result as ``apply``."""
-    if shutil.which("patch") is None:
-        pytest.skip("needs the patch program (apt-get install patch)")
     diff = os.path.join(REPO, "agent_patches", agent.variant.diff)
     done = subprocess.run(["patch", "-p1", "--fuzz=0", "-d", agent.site, "-i", diff],
                           capture_output=True, text=True, check=False)

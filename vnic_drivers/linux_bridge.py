@@ -77,7 +77,9 @@ def describe_plug(result, bridge):
         done.append("attached to %s" % result["attached_to"])
     if result["up"]:
         done.append("brought up")
-    if result["wired"]:
+    if result["attached_to"]:
+        where = None  # "attached to" says it all
+    elif result["wired"]:
         where = "on %s" % result["master"]
         if result["waited"]:
             where += " (wired by the agent after %ss)" % result["waited"]
@@ -87,4 +89,5 @@ def describe_plug(result, bridge):
         where = "unattached for the Linux Bridge agent (%s does not exist yet)" % bridge
     else:
         where = "unattached"
-    return "%s: %s; %s" % (result["tap"], ", ".join(done) or "nothing to change", where)
+    line = "%s: %s" % (result["tap"], ", ".join(done) or "nothing to change")
+    return line if where is None else "%s; %s" % (line, where)
