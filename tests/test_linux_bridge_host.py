@@ -56,7 +56,7 @@ def test_plug_moves_tap_from_dummy_to_the_agent_bridge(host, hook_point):
     run = hook(host, hook_point, lb_properties(network_id=NETWORK_ID, mtu="1450"))
     assert run.returncode == 0, run.stderr
     assert host.link(TAP) == {"master": BRQ, "up": True, "mtu": 1450, "kind": "tun"}
-    assert "detached from %s, MTU 1500 -> 1450, attached to %s" % (DUMMY_BRIDGE, BRQ) in run.stderr
+    assert "MTU 1500 -> 1450, detached from %s, attached to %s" % (DUMMY_BRIDGE, BRQ) in run.stderr
     assert host.link(DUMMY_BRIDGE) is not None and host.link(BRQ)["master"] is None
 
 
@@ -94,7 +94,7 @@ def test_plug_with_missing_bridge_leaves_tap_unattached(host, hook_point):
     run = hook(host, hook_point, lb_properties(network_id=NETWORK_ID, mtu="1450"))
     assert run.returncode == 0, run.stderr
     assert host.link(TAP) == {"master": None, "up": True, "mtu": 1450, "kind": "tun"}
-    assert "detached from %s, MTU 1500 -> 1450; unattached for the Linux Bridge agent " \
+    assert "MTU 1500 -> 1450, detached from %s; unattached for the Linux Bridge agent " \
         "(%s does not exist yet)" % (DUMMY_BRIDGE, BRQ) in run.stderr
 
 
@@ -113,6 +113,16 @@ def test_plug_moves_a_tap_off_another_networks_bridge(host):
     assert run.returncode == 0, run.stderr
     assert host.link(TAP)["master"] == BRQ
     assert "detached from %s, attached to %s" % (OTHER_BRQ, BRQ) in run.stderr
+
+
+def test_an_mtu_the_kernel_refuses_changes_nothing(host):
+    host.add_tap(TAP)
+    run = hook(host, "after_device_create", lb_properties(network_id=NETWORK_ID, mtu="65535"))
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ERROR" in lines[0], run.stderr
+    assert "cannot set the MTU of %s to 65535" % TAP in lines[0]
+    assert host.link(TAP) == {"master": DUMMY_BRIDGE, "up": True, "mtu": 1500, "kind": "tun"}
 
 
 @pytest.mark.parametrize("hook_point", PLUG_POINTS)

@@ -69,10 +69,10 @@ class LinuxBridgeDriver(VnicDriver):
 def describe_plug(result, bridge):
     """One line saying what :func:`linux_bridge_plug` changed, for the hook's INFO log."""
     done = []
-    if result["detached_from"]:
-        done.append("detached from %s" % result["detached_from"])
     if result["mtu"]:
         done.append("MTU %s -> %s" % tuple(result["mtu"]))
+    if result["detached_from"]:
+        done.append("detached from %s" % result["detached_from"])
     if result["attached_to"]:
         done.append("attached to %s" % result["attached_to"])
     if result["up"]:

@@ -119,22 +119,32 @@ def linux_bridge_plug(tap, bridge, mtu, wait):
         bridge_index = _lookup(ipr, bridge) if bridge else None
         result = {"tap": tap, "detached_from": None, "attached_to": None, "mtu": None,
                   "up": False, "bridge_missing": bool(bridge) and bridge_index is None}
-        if master is not None and not _is_home(master, bridge):
-            ipr.link("set", index=index, master=0)
-            result["detached_from"], master = master, None
         if mtu is not None and current_mtu != mtu:
-            # Before enslaving: a bridge takes its ports' MTU into account as they join.
-            ipr.link("set", index=index, mtu=mtu)
+            # First: the kernel may refuse the value, and then nothing else has changed.
+            _set_link(ipr, index, "set the MTU of %s to %d" % (tap, mtu), mtu=mtu)
             result["mtu"] = [current_mtu, mtu]
+        if master is not None and not _is_home(master, bridge):
+            _set_link(ipr, index, "take %s off %s" % (tap, master), master=0)
+            result["detached_from"], master = master, None
         if bridge_index is not None:
             if master != bridge:
-                ipr.link("set", index=index, master=bridge_index)
+                _set_link(ipr, index, "enslave %s to %s" % (tap, bridge), master=bridge_index)
                 result["attached_to"] = master = bridge
             if not up:
-                ipr.link("set", index=index, state="up")
+                _set_link(ipr, index, "bring %s up" % tap, state="up")
                 result["up"] = True
         result.update(_wait_for_agent(ipr, index, tap, bridge, master, wait))
     return result
+
+
+def _set_link(ipr, index, action, **changes):
+    """One ``link set``; a refusal names the step, e.g. the MTU the kernel rejected."""
+    from pyroute2 import NetlinkError
+
+    try:
+        ipr.link("set", index=index, **changes)
+    except NetlinkError as err:
+        raise HostError("netlink: cannot %s: %s" % (action, _strerror(err))) from None
 
 
 def _wait_for_agent(ipr, index, tap, bridge, master, wait):
