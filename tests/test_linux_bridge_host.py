@@ -6,7 +6,10 @@ QEMU stand-in process, enslaved to the dummy bridge, up); runs the hook process 
 that namespace; and reads the tap's master, state and MTU back through netlink.
 """
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -229,3 +232,25 @@ def test_privileged_side_refuses_what_is_not_a_vnic_tap(case):
         privileged.run("linux_bridge_plug", args)
     with pytest.raises(InputError):
         privileged.run("linux_bridge_unplug", {"tap": "eth0"})
+
+
+def privileged(host, operation, args):
+    """The entry point sudo runs (``quantum-vnic-privileged OPERATION``, JSON on stdin)."""
+    done = subprocess.run(
+        ["ip", "netns", "exec", host.netns, sys.executable, "-m", "vnic_drivers.host.privileged", operation],
+        input=json.dumps(args), capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+    )
+    return done.returncode, json.loads(done.stdout) if done.returncode == 0 else done.stderr
+
+
+def test_the_sudo_entry_point_plugs_in_one_process_and_answers_json(host):
+    host.add_tap(TAP)
+    code, result = privileged(host, "linux_bridge_plug", {"tap": TAP, "bridge": BRQ, "mtu": 1400, "wait": 0})
+    assert code == 0, result
+    assert result == {"tap": TAP, "detached_from": DUMMY_BRIDGE, "attached_to": BRQ, "mtu": [1500, 1400],
+                      "up": False, "bridge_missing": False, "master": BRQ, "wired": True,
+                      "waited": 0.0, "timed_out": False}
+    code, result = privileged(host, "linux_bridge_unplug", {"tap": TAP})
+    assert code == 0 and result["deleted"] is True, result
+    code, message = privileged(host, "linux_bridge_unplug", {"tap": "eth0"})
+    assert code == 2 and "starting with 'tap'" in message
