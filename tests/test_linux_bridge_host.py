@@ -63,9 +63,11 @@ def test_plug_moves_tap_from_dummy_to_the_agent_bridge(host, hook_point):
     assert host.link(DUMMY_BRIDGE) is not None and host.link(BRQ)["master"] is None
 
 
-def test_plug_brings_a_down_tap_up_on_its_bridge(host):
+def test_ethernet_mode_tap_is_enslaved_and_brought_up(host):
+    """mode = ethernet: libvirt made a bare tap (here also down); the hook wires it."""
     host.add_tap(TAP, bridge=None, up=False)
-    run = hook(host, "after_device_create", lb_properties(network_id=NETWORK_ID))
+    run = hook(host, "after_device_create", lb_properties(network_id=NETWORK_ID),
+               config="[linux_bridge]\nmode = ethernet\n")
     assert run.returncode == 0, run.stderr
     assert host.link(TAP) == {"master": BRQ, "up": True, "mtu": 1500, "kind": "tun"}
     assert "attached to %s, brought up" % BRQ in run.stderr
