@@ -17,9 +17,9 @@ from tests.e2e import procs
 from tests.e2e.libvirtd import LIBVIRTD, QEMU, QEMU_GROUP, QEMU_USER, PrivateLibvirtd
 from tests.e2e.ovs import BINARIES as OVS_BINARIES
 from tests.e2e.ovs import PrivateOvs
+from tests.lb_topology import DUMMY_BRIDGE, Topology
 
 INTEGRATION_BRIDGE = "br-int"
-DUMMY_BRIDGE = ";vdsmdummy;"
 AGENT_BRIDGE = "brq" + NETWORK_ID[:11]
 
 
@@ -44,14 +44,6 @@ def check():
         missing.append("user and group %s (libvirt's QEMU driver needs them)" % QEMU_USER)
     if missing:
         raise procs.NotInstalled("missing %s; run ./dev deps" % ", ".join(missing))
-
-
-def add_linux_bridge(netns, name):
-    from pyroute2 import NetNS
-
-    with NetNS(netns) as ns:
-        ns.link("add", ifname=name, kind="bridge")
-        ns.link("set", index=ns.link_lookup(ifname=name)[0], state="up")
 
 
 class Host:
@@ -109,8 +101,9 @@ def running(root):
         ovs.add_bridge(INTEGRATION_BRIDGE)
         libvirtd = PrivateLibvirtd(os.path.join(root, "libvirt"), netns, ovs_rundir=ovs.root)
         host = Host(root, netns, ovs, libvirtd)
-        add_linux_bridge(netns, DUMMY_BRIDGE)  # VDSM's placeholder, as on every VDSM host
-        add_linux_bridge(netns, AGENT_BRIDGE)  # what the Linux Bridge agent makes per network
+        bridges = Topology(netns)
+        bridges.add_bridge(DUMMY_BRIDGE)  # VDSM's placeholder, as on every VDSM host
+        bridges.add_bridge(AGENT_BRIDGE)  # what the Linux Bridge agent makes per network
         cleanup.callback(libvirtd.stop)
         libvirtd.start()
         yield host
