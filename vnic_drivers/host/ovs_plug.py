@@ -40,7 +40,7 @@ def attach_tap(ovsdb_remote, bridge, port_id, mac, vm_id, mtu, wait_timeout):
     """Plug mode ``hook``: the tap libvirt made goes on *bridge* as libvirt would put it."""
     tap = naming.tap_name(port_id)
     with ovsdb.connect(ovsdb_remote) as db:
-        if not netlink.link_state(tap)["exists"]:
+        if not netlink.link_exists(tap):
             raise HostError("tap %s does not exist: libvirt did not create the device "
                             "(type='ethernet' with target dev %s); see libvirt's log" % (tap, tap))
         # vm-id, as libvirt writes it for <virtualport type='openvswitch'>.

@@ -1,0 +1,193 @@
+"""Hybrid plug cost with 0 and with 5,000 ports on br-int, beside ovs-vsctl, in one run.
+
+    sudo python3 bench/ovs_plug.py [--runs N] [--ports N] [--vswitchd]
+
+A private OVS (tests/ovs_fixture.py) in a temp dir and a network namespace of its own;
+the machine's OVS and namespace are never touched. Each sample is one whole process, as
+VDSM starts a hook: ``before_device_create`` for a vNIC with security groups (Python
+start-up, imports, XML, qbr/qvb/qvo in the kernel, the OVSDB transaction, the atomic
+write), against ``ovs-vsctl --may-exist add-port br-int PORT``; both run through ``ip
+netns exec`` and are interleaved so machine noise hits both alike. Untimed between
+samples: the hook's ``after_device_destroy`` and ``ovs-vsctl del-port`` (their own timings
+are printed too). Then the bridge gets N more ports in one transaction and it all runs
+again.
+
+The N ports are system ports whose devices do not exist: what they cost is what this
+bench measures, the OVSDB side (rows the client must download or the server must scan).
+By default only ovsdb-server runs, and ovs-vsctl gets ``--no-wait`` (nothing would
+apply the change). With ``--vswitchd``, ovs-vswitchd runs too (netdev datapath) and
+ovs-vsctl waits for it, as libvirt's calls do; the hook never waits for ovs-vswitchd.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from tests import ovs_fixture  # noqa: E402
+from tests.conftest import PORT_ID, quantum_properties  # noqa: E402
+from vnic_drivers import naming  # noqa: E402
+
+with open(os.path.join(REPO, "examples", "ovs_vnic.xml"), "rb") as _stream:
+    DEVICE = _stream.read()
+BASELINE_PORT = "qvobench"
+BASELINE_TAP = "tapbench"
+VM_ID = "d1b3a52e-6f6b-4c1d-9a3e-3c1f00d0c0de"
+# The plug mode "hook" vNIC: another port than the hybrid one (unplug removes both kinds).
+HOOK_PORT_ID = "5f3e2d1c-0b9a-4887-9665-544332211000"
+HYBRID_PLUG = "hook: hybrid plug (before_device_create)"
+VSCTL_ADD = "ovs-vsctl --may-exist add-port"
+HOOK_PLUG = "hook: plug mode hook (after_device_create)"
+LIBVIRT_ADD = "ovs-vsctl as libvirt adds a virtualport"
+HYBRID_UNPLUG = "hook: hybrid unplug (after_device_destroy)"
+VSCTL_DEL = "ovs-vsctl --if-exists del-port"
+HOOK_UNPLUG = "hook: plug mode hook unplug (hotunplug)"
+# (hook subject, its ovs-vsctl counterpart) for the ratios.
+PAIRS = ((HYBRID_PLUG, VSCTL_ADD), (HOOK_PLUG, LIBVIRT_ADD), (HYBRID_UNPLUG, VSCTL_DEL), (HOOK_UNPLUG, VSCTL_DEL))
+
+
+def fill_bridge(remote, count, bridge="br-int"):
+    """*count* more ports on *bridge*, in one OVSDB transaction (ovs-vsctl is quadratic here)."""
+    from vnic_drivers.host import ovsdb
+
+    operations, names = [], []
+    for number in range(count):
+        interface, port = "i%d" % number, "p%d" % number
+        name = "filler%d" % number
+        operations.append({"op": "insert", "table": "Interface", "uuid-name": interface,
+                           "row": {"name": name, "external_ids": ["map", [["iface-id", str(uuid.uuid4())]]]}})
+        operations.append({"op": "insert", "table": "Port", "uuid-name": port,
+                           "row": {"name": name, "interfaces": ["named-uuid", interface]}})
+        names.append(["named-uuid", port])
+    operations.append({"op": "mutate", "table": "Bridge", "where": [["name", "==", bridge]],
+                       "mutations": [["ports", "insert", ["set", names]]]})
+    with ovsdb.connect(remote, timeout=120) as db:
+        db.transact(*operations)
+
+
+class Runner:
+    """Runs the subjects in the bench's namespace; hook runs use the private OVS's socket."""
+
+    def __init__(self, ovs, workdir):
+        self.ovs = ovs
+        self.workdir = workdir
+        self.configs = {}
+        for mode in ("virtualport", "hook"):
+            path = self.configs[mode] = os.path.join(workdir, "%s.conf" % mode)
+            with open(path, "w", encoding="utf-8") as stream:
+                stream.write("[openvswitch]\novsdb = %s\nplug = %s\n[hook]\nlog_level = WARNING\n"
+                             % (ovs.remote, mode))
+        # The tap libvirt would have made for plug mode "hook"; kept for every round.
+        subprocess.run(["ip", "-n", ovs.netns, "tuntap", "add", "dev", naming.tap_name(HOOK_PORT_ID),
+                        "mode", "tap"], check=True)
+
+    def _timed(self, argv, env=None):
+        argv = ["ip", "netns", "exec", self.ovs.netns] + argv
+        start = time.perf_counter()
+        done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit("%s failed: %s" % (" ".join(argv), done.stderr.decode().strip()))
+        return elapsed
+
+    def hook(self, hook_point, plug="virtualport", **properties):
+        path = os.path.join(self.workdir, "domxml")
+        with open(path, "wb") as stream:
+            stream.write(DEVICE)
+        env = dict(os.environ, _hook_domxml=path, vmId=VM_ID, PYTHONPATH=REPO,
+                   QUANTUM_VNIC_CONF=self.configs[plug], **quantum_properties("OPEN_VSWITCH", **properties))
+        return self._timed([sys.executable, os.path.join(REPO, "hooks", hook_point)], env)
+
+    def vsctl(self, *args):
+        wait = [] if self.ovs.vswitchd else ["--no-wait"]
+        return self._timed(["ovs-vsctl", "--db=" + self.ovs.remote] + wait + list(args), self.ovs.env)
+
+    def sample(self):
+        """One interleaved round: {subject: seconds}."""
+        hybrid = {"security_groups": "sg-web", "mtu": "1450"}
+        return {
+            HYBRID_PLUG: self.hook("before_device_create", **hybrid),
+            VSCTL_ADD: self.vsctl("--may-exist", "add-port", "br-int", BASELINE_PORT),
+            HOOK_PLUG: self.hook("after_device_create", plug="hook", port_id=HOOK_PORT_ID),
+            # What libvirt runs for an openvswitch virtualport, the hook mode's counterpart.
+            LIBVIRT_ADD: self.vsctl("--", "--if-exists", "del-port", BASELINE_TAP, "--", "add-port", "br-int",
+                                    BASELINE_TAP, "--", "set", "Interface", BASELINE_TAP,
+                                    "external_ids:attached-mac=00:1a:4a:16:01:51",
+                                    "external_ids:iface-id=%s" % PORT_ID, "external_ids:vm-id=%s" % VM_ID,
+                                    "external_ids:iface-status=active"),
+            HYBRID_UNPLUG: self.hook("after_device_destroy", **hybrid),
+            VSCTL_DEL: self.vsctl("--if-exists", "del-port", BASELINE_PORT),
+            HOOK_UNPLUG: self.hook("after_nic_hotunplug", plug="hook", port_id=HOOK_PORT_ID),
+            "(untimed cleanup)": self.vsctl("--if-exists", "del-port", BASELINE_TAP),
+        }
+
+
+def measure(runner, runs):
+    samples = {}
+    runner.sample()  # warm the page cache; not counted
+    for _ in range(runs):
+        for subject, seconds in runner.sample().items():
+            samples.setdefault(subject, []).append(seconds)
+    samples.pop("(untimed cleanup)")
+    return {subject: statistics.median(values) for subject, values in samples.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--ports", type=int, default=5000)
+    parser.add_argument("--vswitchd", action="store_true", help="run ovs-vswitchd too (netdev datapath)")
+    args = parser.parse_args()
+    reason = ovs_fixture.skip_reason(vswitchd=True)
+    if reason:
+        raise SystemExit("bench/ovs_plug.py: " + reason)
+
+    from pyroute2 import netns
+
+    name = "qvnic-bench-%s" % uuid.uuid4().hex[:6]
+    directory = tempfile.mkdtemp(prefix="qvnic-bench-", dir="/tmp")
+    netns.create(name)
+    try:
+        with ovs_fixture.private_ovs(directory, netns=name, vswitchd=args.vswitchd) as ovs:
+            if args.vswitchd:  # a device ovs-vswitchd can open, so ovs-vsctl's wait succeeds
+                subprocess.run(["ip", "-n", name, "link", "add", BASELINE_PORT, "type", "veth",
+                                "peer", "name", "qvbbench"], check=True)
+            runner = Runner(ovs, directory)
+            medians = {0: measure(runner, args.runs)}
+            start = time.perf_counter()
+            fill_bridge(ovs.remote, args.ports)
+            filled = time.perf_counter() - start
+            medians[args.ports] = measure(runner, args.runs)
+    finally:
+        netns.remove(name)
+        shutil.rmtree(directory, ignore_errors=True)
+
+    report(medians, args, filled)
+
+
+def report(medians, args, filled):
+    empty, full = sorted(medians)
+    print("%d interleaved runs per cell, medians; Python %s; ovsdb-server%s; %d ports added in one "
+          "transaction in %.1f s" % (args.runs, sys.version.split()[0],
+                                     " + ovs-vswitchd (netdev)" if args.vswitchd else " only", full, filled))
+    print("%-44s %11s %11s %8s" % ("whole process", "%d ports" % empty, "%d ports" % full, "growth"))
+    for subject in medians[empty]:
+        low, high = medians[empty][subject], medians[full][subject]
+        print("%-44s %8.1f ms %8.1f ms %7.2fx" % (subject, low * 1000, high * 1000, high / low))
+    print("\nratio hook / ovs-vsctl            at %5d ports  at %5d ports" % (empty, full))
+    for hook, baseline in PAIRS:
+        print("%-34s %14.2f %14.2f" % (hook.split(" (")[0][6:] + " / " + baseline.split(" ")[1],
+                                        medians[empty][hook] / medians[empty][baseline],
+                                        medians[full][hook] / medians[full][baseline]))
+
+
+if __name__ == "__main__":
+    main()
