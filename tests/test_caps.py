@@ -93,3 +93,24 @@ def test_malformed_caps_one_line(ovs):
                    variable="_hook_json")
     assert run.returncode == 1 and not run.changed
     assert len(run.stderr.splitlines()) == 1 and "not JSON" in run.stderr
+
+
+def privileged(remote):
+    """The sudo-side entry point as a process: JSON arguments in, JSON result out."""
+    import subprocess
+    import sys
+
+    from tests.vdsm import REPO
+
+    return subprocess.run([sys.executable, "-m", "vnic_drivers.host.privileged", "ovs_host_identity"],
+                          input=json.dumps({"ovsdb_remote": remote}), capture_output=True, text=True,
+                          cwd=REPO, check=False)
+
+
+def test_privileged_entry_point_answers_json(ovs):
+    set_ids(ovs, system_id=SYSTEM_ID)
+    done = privileged(ovs.remote)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert json.loads(done.stdout) == {"system-id": SYSTEM_ID}
+    down = privileged("unix:/nonexistent/db.sock")
+    assert down.returncode == 1 and len(down.stderr.splitlines()) == 1 and "unreachable" in down.stderr
