@@ -2,15 +2,16 @@
 
     sudo python3 bench/ovs_plug.py [--runs N] [--ports N] [--vswitchd]
 
-A private OVS (tests/ovs_fixture.py) in a temp dir and a network namespace of its own;
+Private OVS (tests/ovs_fixture.py), each in a temp dir and a network namespace of its own;
 the machine's OVS and namespace are never touched. Each sample is one whole process, as
 VDSM starts a hook: ``before_device_create`` for a vNIC with security groups (Python
 start-up, imports, XML, qbr/qvb/qvo in the kernel, the OVSDB transaction, the atomic
 write), against ``ovs-vsctl --may-exist add-port br-int PORT``; both run through ``ip
-netns exec`` and are interleaved so machine noise hits both alike. Untimed between
-samples: the hook's ``after_device_destroy`` and ``ovs-vsctl del-port`` (their own timings
-are printed too). Then the bridge gets N more ports in one transaction and it all runs
-again.
+netns exec`` and are interleaved so machine noise hits both alike. Plug mode ``hook``
+(``after_device_create``, the hook's own OVSDB transaction) is set beside the command
+libvirt runs for a virtualport, and each unplug beside ``ovs-vsctl del-port``. Two
+private OVS run side by side, br-int empty in one and with N ports (added in one
+transaction) in the other, and their rounds alternate too.
 
 The N ports are system ports whose devices do not exist: what they cost is what this
 bench measures, the OVSDB side (rows the client must download or the server must scan).
@@ -20,6 +21,7 @@ ovs-vsctl waits for it, as libvirt's calls do; the hook never waits for ovs-vswi
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -76,18 +78,23 @@ def fill_bridge(remote, count, bridge="br-int"):
 class Runner:
     """Runs the subjects in the bench's namespace; hook runs use the private OVS's socket."""
 
-    def __init__(self, ovs, workdir):
+    def __init__(self, ovs):
         self.ovs = ovs
-        self.workdir = workdir
+        self.workdir = workdir = ovs.directory
         self.configs = {}
         for mode in ("virtualport", "hook"):
             path = self.configs[mode] = os.path.join(workdir, "%s.conf" % mode)
             with open(path, "w", encoding="utf-8") as stream:
                 stream.write("[openvswitch]\novsdb = %s\nplug = %s\n[hook]\nlog_level = WARNING\n"
                              % (ovs.remote, mode))
-        # The tap libvirt would have made for plug mode "hook"; kept for every round.
-        subprocess.run(["ip", "-n", ovs.netns, "tuntap", "add", "dev", naming.tap_name(HOOK_PORT_ID),
-                        "mode", "tap"], check=True)
+        # The tap libvirt would have made for plug mode "hook", and devices for the
+        # baseline's ports (ovs-vsctl fails when ovs-vswitchd cannot open them).
+        for tap in (naming.tap_name(HOOK_PORT_ID), BASELINE_TAP):
+            self._ip("tuntap", "add", "dev", tap, "mode", "tap")
+        self._ip("link", "add", BASELINE_PORT, "type", "veth", "peer", "name", "qvbbench")
+
+    def _ip(self, *args):
+        subprocess.run(["ip", "-n", self.ovs.netns] + list(args), check=True)
 
     def _timed(self, argv, env=None):
         argv = ["ip", "netns", "exec", self.ovs.netns] + argv
@@ -130,14 +137,33 @@ class Runner:
         }
 
 
-def measure(runner, runs):
-    samples = {}
-    runner.sample()  # warm the page cache; not counted
+def measure(runners, runs):
+    """{state: {subject: median seconds}}, the states' rounds interleaved too."""
+    samples = {state: {} for state in runners}
+    for state, runner in runners.items():
+        runner.sample()  # warm the page cache; not counted
     for _ in range(runs):
-        for subject, seconds in runner.sample().items():
-            samples.setdefault(subject, []).append(seconds)
-    samples.pop("(untimed cleanup)")
-    return {subject: statistics.median(values) for subject, values in samples.items()}
+        for state, runner in runners.items():
+            for subject, seconds in runner.sample().items():
+                samples[state].setdefault(subject, []).append(seconds)
+    return {state: {subject: statistics.median(values) for subject, values in cells.items()
+                    if not subject.startswith("(")} for state, cells in samples.items()}
+
+
+@contextlib.contextmanager
+def bench_ovs(vswitchd):
+    """A private OVS in a temp dir, ovs-vswitchd (if asked) in a namespace of its own."""
+    from pyroute2 import netns
+
+    name = "qvnic-bench-%s" % uuid.uuid4().hex[:6]
+    directory = tempfile.mkdtemp(prefix="qvnic-bench-", dir="/tmp")
+    netns.create(name)
+    try:
+        with ovs_fixture.private_ovs(directory, netns=name, vswitchd=vswitchd) as ovs:
+            yield ovs
+    finally:
+        netns.remove(name)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def main():
@@ -150,26 +176,14 @@ def main():
     if reason:
         raise SystemExit("bench/ovs_plug.py: " + reason)
 
-    from pyroute2 import netns
-
-    name = "qvnic-bench-%s" % uuid.uuid4().hex[:6]
-    directory = tempfile.mkdtemp(prefix="qvnic-bench-", dir="/tmp")
-    netns.create(name)
-    try:
-        with ovs_fixture.private_ovs(directory, netns=name, vswitchd=args.vswitchd) as ovs:
-            if args.vswitchd:  # a device ovs-vswitchd can open, so ovs-vsctl's wait succeeds
-                subprocess.run(["ip", "-n", name, "link", "add", BASELINE_PORT, "type", "veth",
-                                "peer", "name", "qvbbench"], check=True)
-            runner = Runner(ovs, directory)
-            medians = {0: measure(runner, args.runs)}
-            start = time.perf_counter()
-            fill_bridge(ovs.remote, args.ports)
-            filled = time.perf_counter() - start
-            medians[args.ports] = measure(runner, args.runs)
-    finally:
-        netns.remove(name)
-        shutil.rmtree(directory, ignore_errors=True)
-
+    # Two OVS side by side, an empty br-int and a full one, sampled in turn: a change in
+    # the machine's load during the run hits both states alike.
+    with contextlib.ExitStack() as stack:
+        empty, full = (stack.enter_context(bench_ovs(args.vswitchd)) for _ in range(2))
+        start = time.perf_counter()
+        fill_bridge(full.remote, args.ports)
+        filled = time.perf_counter() - start
+        medians = measure({0: Runner(empty), args.ports: Runner(full)}, args.runs)
     report(medians, args, filled)
 
 
