@@ -52,6 +52,7 @@ LIBVIRT_ADD = "ovs-vsctl as libvirt adds a virtualport"
 HYBRID_UNPLUG = "hook: hybrid unplug (after_device_destroy)"
 VSCTL_DEL = "ovs-vsctl --if-exists del-port"
 HOOK_UNPLUG = "hook: plug mode hook unplug (hotunplug)"
+OVSDB_STEPS = ("connect", "add_port (one transaction)", "port_status (two)", "delete_ports (two)")
 # (hook subject, its ovs-vsctl counterpart) for the ratios.
 PAIRS = ((HYBRID_PLUG, VSCTL_ADD), (HOOK_PLUG, LIBVIRT_ADD), (HYBRID_UNPLUG, VSCTL_DEL), (HOOK_UNPLUG, VSCTL_DEL))
 
@@ -150,6 +151,27 @@ def measure(runners, runs):
                     if not subject.startswith("(")} for state, cells in samples.items()}
 
 
+def ovsdb_part(remote, runs):
+    """{step: median seconds} of the hook's OVSDB steps alone, in this process."""
+    from vnic_drivers.host import ovsdb
+
+    steps = {}
+    name = "tapovsdbbench"
+    for _ in range(runs):
+        times = [time.perf_counter()]
+        with ovsdb.connect(remote) as db:
+            times.append(time.perf_counter())
+            ovsdb.add_port(db, "br-int", name, {"iface-id": PORT_ID, "attached-mac": "00:1a:4a:16:01:51"})
+            times.append(time.perf_counter())
+            ovsdb.port_status(db, "br-int", name)
+            times.append(time.perf_counter())
+            ovsdb.delete_ports(db, [name])
+            times.append(time.perf_counter())
+        for step, start, end in zip(OVSDB_STEPS, times, times[1:]):
+            steps.setdefault(step, []).append(end - start)
+    return {step: statistics.median(values) for step, values in steps.items()}
+
+
 @contextlib.contextmanager
 def bench_ovs(vswitchd):
     """A private OVS in a temp dir, ovs-vswitchd (if asked) in a namespace of its own."""
@@ -184,7 +206,11 @@ def main():
         fill_bridge(full.remote, args.ports)
         filled = time.perf_counter() - start
         medians = measure({0: Runner(empty), args.ports: Runner(full)}, args.runs)
+        in_process = {0: ovsdb_part(empty.remote, args.runs), args.ports: ovsdb_part(full.remote, args.runs)}
     report(medians, args, filled)
+    print("\nthe OVSDB steps alone, in-process    at %5d ports  at %5d ports" % tuple(in_process))
+    for step in OVSDB_STEPS:
+        print("%-34s %11.2f ms %11.2f ms" % (step, *(in_process[ports][step] * 1000 for ports in in_process)))
 
 
 def report(medians, args, filled):
