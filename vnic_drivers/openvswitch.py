@@ -74,9 +74,11 @@ class OpenVSwitchDriver(VnicDriver):
     def prepare(self, vnic):
         if self.mode(vnic) != HYBRID:
             return
-        self.host.call("ovs_hybrid_plug", mac=self._attached_mac(vnic, HYBRID), vm_id=vnic.vm_id,
-                       mtu=vnic.mtu, **self._port_args(vnic))
-        LOG.info("hybrid devices for port %s ready on %s", vnic.port_id, self._option("integration_bridge"))
+        done = self.host.call("ovs_hybrid_plug", mac=self._attached_mac(vnic, HYBRID), vm_id=vnic.vm_id,
+                              mtu=vnic.mtu, **self._port_args(vnic))
+        if done is not None:  # None: a dry run
+            LOG.info("hybrid devices for port %s ready, %s on %s", vnic.port_id, done["port"],
+                     self._option("integration_bridge"))
 
     def plug(self, vnic):
         mode = self.mode(vnic)
