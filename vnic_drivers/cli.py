@@ -11,6 +11,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS = {
     "simulate": ("vnic_drivers.simulate", "run a hook as VDSM would, on a device XML file"),
+    "agent-patch": ("vnic_drivers.agent_patch", "check, apply or revert the Linux Bridge agent's tap fix"),
 }
 
 

@@ -85,9 +85,9 @@ class OpenVSwitchDriver(VnicDriver):
         wait = self._option("wait_timeout")
         if mode == HOOK:
             status = self.host.call("ovs_attach_tap", mac=self._attached_mac(vnic, HOOK), vm_id=vnic.vm_id,
-                                    mtu=vnic.mtu, wait_timeout=wait, **self._port_args(vnic))
+                                    mtu=vnic.mtu, wait=wait, **self._port_args(vnic))
         else:
-            status = self.host.call("ovs_port_status", hybrid=mode == HYBRID, wait_timeout=wait,
+            status = self.host.call("ovs_port_status", hybrid=mode == HYBRID, wait=wait,
                                     **self._port_args(vnic))
         if status is not None:  # None: a dry run
             self._report(vnic, mode, status, wait)

@@ -36,7 +36,7 @@ def hybrid_plug(ovsdb_remote, bridge, port_id, mac, vm_id, mtu):
     return {"created": created, "port": qvo}
 
 
-def attach_tap(ovsdb_remote, bridge, port_id, mac, vm_id, mtu, wait_timeout):
+def attach_tap(ovsdb_remote, bridge, port_id, mac, vm_id, mtu, wait):
     """Plug mode ``hook``: the tap libvirt made goes on *bridge* as libvirt would put it."""
     tap = naming.tap_name(port_id)
     with ovsdb.connect(ovsdb_remote) as db:
@@ -45,14 +45,14 @@ def attach_tap(ovsdb_remote, bridge, port_id, mac, vm_id, mtu, wait_timeout):
                             "(type='ethernet' with target dev %s); see libvirt's log" % (tap, tap))
         # vm-id, as libvirt writes it for <virtualport type='openvswitch'>.
         ovsdb.add_port(db, bridge, tap, _external_ids(port_id, mac, "vm-id", vm_id), mtu)
-        return ovsdb.wait_until_wired(db, bridge, tap, wait_timeout)
+        return ovsdb.wait_until_wired(db, bridge, tap, wait)
 
 
-def port_status(ovsdb_remote, bridge, port_id, hybrid, wait_timeout):
+def port_status(ovsdb_remote, bridge, port_id, hybrid, wait):
     """The vNIC's port on *bridge* (qvo when *hybrid*, else the tap), after the optional wait."""
     name = naming.hybrid_names(port_id)[2] if hybrid else naming.tap_name(port_id)
     with ovsdb.connect(ovsdb_remote) as db:
-        return ovsdb.wait_until_wired(db, bridge, name, wait_timeout)
+        return ovsdb.wait_until_wired(db, bridge, name, wait)
 
 
 def unplug(ovsdb_remote, port_id):

@@ -89,10 +89,9 @@ class Operation:
 OPERATIONS = {}
 
 
-def register(operation, module, function, doc, /, **params):
+def register(name, module, function, doc, /, **params):
     """Declare an allowed operation (called at import time below, nowhere else)."""
-    # Positional-only, so that an operation may take an argument called "name".
-    OPERATIONS[operation] = Operation(module, function, params, doc)
+    OPERATIONS[name] = Operation(module, function, params, doc)
 
 
 register(
@@ -101,6 +100,38 @@ register(
     "link_state",
     "read a device's existence, master, state and MTU (read-only)",
     name=DEVICE,
+)
+
+
+# Linux Bridge: the tap libvirt made for a vNIC and the agent's brq bridge, nothing else.
+def _named(prefix, validate=DEVICE):
+    """A device name that must start with *prefix*: narrows what sudo lets a hook touch."""
+    def check(value, what):
+        value = validate(value, what)
+        if not value.startswith(prefix):
+            raise InputError("%s=%r: expected a device name starting with %r" % (what, value, prefix))
+        return value
+
+    return check
+
+
+register(
+    "linux_bridge_plug",
+    "netlink",
+    "linux_bridge_plug",
+    "take a vNIC tap off any foreign bridge (;vdsmdummy;), set its MTU, enslave it to its "
+    "brq bridge when that exists and bring it up; optionally wait for the agent",
+    tap=_named(naming.TAP_PREFIX),
+    bridge=optional(_named(naming.LINUX_BRIDGE_PREFIX)),
+    mtu=optional(MTU),
+    wait=SECONDS,
+)
+register(
+    "linux_bridge_unplug",
+    "netlink",
+    "linux_bridge_unplug",
+    "delete a vNIC tap that outlived its device (only a tun/tap device; no-op when gone)",
+    tap=_named(naming.TAP_PREFIX),
 )
 
 
@@ -119,14 +150,14 @@ register(
     "ovs_plug",
     "attach_tap",
     "put the port's existing tap on the bridge with the agent's external_ids",
-    mac=MAC, vm_id=optional(UUID), mtu=optional(MTU), wait_timeout=SECONDS, **_OVS_PORT,
+    mac=MAC, vm_id=optional(UUID), mtu=optional(MTU), wait=SECONDS, **_OVS_PORT,
 )
 register(
     "ovs_port_status",
     "ovs_plug",
     "port_status",
     "read the port's bridge, iface-id and VLAN tag, optionally waiting for the agent (read-only)",
-    hybrid=BOOLEAN, wait_timeout=SECONDS, **_OVS_PORT,
+    hybrid=BOOLEAN, wait=SECONDS, **_OVS_PORT,
 )
 register(
     "ovs_unplug",
