@@ -95,22 +95,18 @@ def _dispatch(action, hook_point, environ, config, logger):
     from . import base, domxml, host as host_module
 
     path = hooking.hook_file()
-    original = hooking.read_bytes(path)
-    try:
+    if action == "create":
+        original = hooking.read_bytes(path)
         iface = domxml.parse_interface(original, "device XML in %s" % path)
-    except HookError:
-        if action != "unplug":
-            raise
-        # Tear-down must still happen when VDSM hands over a damaged file: the port id
-        # in the properties is all unplug needs.
-        logger.warning("device XML in %s is unreadable; unplugging by vnic_id alone", path)
-        iface = None
+        mac = domxml.mac_address(iface)
+    else:
+        # Only some steps need the device XML (the MAC, for OVS ports): read it on first
+        # use, so tear-down never depends on the file and most runs skip the parse.
+        def mac():
+            data = hooking.read_bytes(path)
+            return domxml.mac_address(domxml.parse_interface(data, "device XML in %s" % path))
 
-    vnic = vnic_module.from_environment(
-        environ,
-        mac=None if iface is None else domxml.mac_address(iface),
-        default_mtu=config.get("hook", "mtu"),
-    )
+    vnic = vnic_module.from_environment(environ, mac=mac, default_mtu=config.get("hook", "mtu"))
     driver = base.driver_for(vnic, config, host_module.connect())
     logger.debug("%s: %r with %s", hook_point, vnic, type(driver).__name__)
 
