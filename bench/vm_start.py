@@ -56,7 +56,7 @@ def one_run(vdsm, index, nic_count):
 def measure(host, runs, nic_count):
     conn = host.libvirtd.connect()
     try:
-        vdsm = Vdsm(conn, host.netns, QEMU, hook_config=host.hook_config)
+        vdsm = Vdsm(conn, host.netns, QEMU, hook_config=host.hook_config())
         one_run(vdsm, -1, nic_count)  # warm-up: libvirt probes QEMU's capabilities once
         samples = [one_run(vdsm, index, nic_count) for index in range(runs)]
     finally:

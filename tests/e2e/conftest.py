@@ -37,7 +37,7 @@ def vdsm(e2e_host, libvirt_conn):
     running, then insists that no hook failed and that the host is as the test found it,
     no device, OVS port or bridge left behind."""
     before = e2e_host.snapshot()
-    driver = Vdsm(libvirt_conn, e2e_host.netns, QEMU, hook_config=e2e_host.hook_config)
+    driver = Vdsm(libvirt_conn, e2e_host.netns, QEMU, hook_config=e2e_host.hook_config())
     yield driver
     for vm in list(driver.running):
         driver.destroy(vm)

@@ -7,6 +7,7 @@ Used by ``tests/e2e/conftest.py`` and by ``bench/vm_start.py``.
 
 import contextlib
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -15,11 +16,11 @@ import uuid
 from tests.conftest import NETWORK_ID
 from tests.e2e import procs
 from tests.e2e.libvirtd import LIBVIRTD, QEMU, QEMU_GROUP, QEMU_USER, PrivateLibvirtd
-from tests.e2e.ovs import BINARIES as OVS_BINARIES
-from tests.e2e.ovs import PrivateOvs
 from tests.lb_topology import DUMMY_BRIDGE, Topology
+from tests.ovs_fixture import BRIDGE as INTEGRATION_BRIDGE
+from tests.ovs_fixture import private_ovs
+from tests.ovs_fixture import skip_reason as ovs_missing
 
-INTEGRATION_BRIDGE = "br-int"
 AGENT_BRIDGE = "brq" + NETWORK_ID[:11]
 
 
@@ -31,7 +32,8 @@ def check():
     if not os.path.exists("/dev/net/tun"):
         raise procs.Unavailable("needs /dev/net/tun: libvirt creates the guests' taps with it")
     missing = [path for path in (LIBVIRTD, QEMU) if not os.path.exists(path)]
-    missing += [name for name in ("ip", "unshare", "mount") + OVS_BINARIES if shutil.which(name) is None]
+    missing += [name for name in ("ip", "unshare", "mount") if shutil.which(name) is None]
+    missing += [ovs_missing()] if ovs_missing() else []
     for module in ("libvirt", "pyroute2"):
         try:
             __import__(module)
@@ -54,8 +56,12 @@ class Host:
         self.netns = netns
         self.ovs = ovs
         self.libvirtd = libvirtd
-        # The hooks' own config: the OVSDB they may talk to is the private one.
-        self.hook_config = "[openvswitch]\novsdb = %s\n" % ovs.remote
+
+    def hook_config(self, **openvswitch):
+        """The hooks' config file: the OVSDB they talk to is the private one, and the
+        given ``[openvswitch]`` options."""
+        options = dict(openvswitch, ovsdb=self.ovs.remote)
+        return "[openvswitch]\n" + "".join("%s = %s\n" % item for item in sorted(options.items()))
 
     def links(self):
         """{name: {'master', 'mtu', 'kind', 'up'}} of every device in the netns."""
@@ -75,10 +81,19 @@ class Host:
                 }
             return found
 
+    def ovs_ports(self, bridge=INTEGRATION_BRIDGE):
+        return set(self.ovs.vsctl("list-ports", bridge).split())
+
+    def ovs_interfaces(self):
+        """{interface name: external_ids} of every OVS Interface row."""
+        table = json.loads(self.ovs.vsctl("--format=json", "--columns=name,external_ids", "list", "Interface"))
+        # OVSDB JSON: a map is ["map", [[key, value], ...]]
+        return {name: dict(ids[1]) for name, ids in table["data"]}
+
     def snapshot(self):
         """What a VM may leave behind: device names in the netns, ports of each OVS bridge."""
         bridges = self.ovs.vsctl("list-br").split()
-        return {"devices": set(self.links()), "ovs": {bridge: self.ovs.ports(bridge) for bridge in bridges}}
+        return {"devices": set(self.links()), "ovs": {bridge: self.ovs_ports(bridge) for bridge in bridges}}
 
 
 @contextlib.contextmanager
@@ -95,11 +110,9 @@ def running(root):
         netns = "qvnic-e2e-%s" % uuid.uuid4().hex[:8]
         pyroute2_netns.create(netns)
         cleanup.callback(pyroute2_netns.remove, netns)  # takes the bridges and taps with it
-        ovs = PrivateOvs(os.path.join(root, "ovs"), netns)
-        cleanup.callback(ovs.stop)
-        ovs.start()
-        ovs.add_bridge(INTEGRATION_BRIDGE)
-        libvirtd = PrivateLibvirtd(os.path.join(root, "libvirt"), netns, ovs_rundir=ovs.root)
+        os.makedirs(os.path.join(root, "ovs"))
+        ovs = cleanup.enter_context(private_ovs(os.path.join(root, "ovs"), netns=netns))
+        libvirtd = PrivateLibvirtd(os.path.join(root, "libvirt"), netns, ovs_rundir=ovs.directory)
         host = Host(root, netns, ovs, libvirtd)
         bridges = Topology(netns)
         bridges.add_bridge(DUMMY_BRIDGE)  # VDSM's placeholder, as on every VDSM host

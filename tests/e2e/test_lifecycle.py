@@ -4,9 +4,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.e2e.vnics import live_interfaces, quantum_nic, tap_of
-from tests.e2e.test_openvswitch import assert_agent_port
+from tests.e2e.test_openvswitch import assert_agent_port, hybrid_names
 from tests.e2e.vdsm_driver import Vm
+from tests.e2e.vnics import live_interfaces, quantum_nic, tap_of
+
+SECURITY_GROUP = "9a2e4c1d-5b6f-4a7e-8c9d-0e1f2a3b4c5d"
 
 
 @pytest.mark.parametrize("plugin_type", ["OPEN_VSWITCH", "LINUX_BRIDGE"])
@@ -28,26 +30,32 @@ def test_hotplug_into_a_running_vm(e2e_host, vdsm):
     vm = Vm("hotplug", [quantum_nic("OPEN_VSWITCH")])
     vdsm.start(vm)
     ovs_nic = quantum_nic("OPEN_VSWITCH", mtu="1450")
+    hybrid_nic = quantum_nic("OPEN_VSWITCH", security_groups=SECURITY_GROUP)
     lb_nic = quantum_nic("LINUX_BRIDGE")
 
-    vdsm.hotplug_nic(vm, ovs_nic)
-    vdsm.hotplug_nic(vm, lb_nic)
+    for nic in (ovs_nic, hybrid_nic, lb_nic):
+        vdsm.hotplug_nic(vm, nic)
 
     live = live_interfaces(vm)
-    assert live[ovs_nic.mac]["tap"] == tap_of(ovs_nic)
-    assert live[lb_nic.mac]["tap"] == tap_of(lb_nic)
+    for nic in (ovs_nic, hybrid_nic, lb_nic):
+        assert live[nic.mac]["tap"] == tap_of(nic)
     assert_agent_port(e2e_host, vm, ovs_nic)
     assert e2e_host.links()[tap_of(ovs_nic)]["mtu"] == 1450
+    qbr, _, qvo = hybrid_names(hybrid_nic)
+    assert e2e_host.links()[tap_of(hybrid_nic)]["master"] == qbr
+    assert qvo in e2e_host.ovs_ports()
     assert [point for point, nic, _ in vdsm.runs if nic is lb_nic] == [
         "before_nic_hotplug", "after_nic_hotplug"]
 
 
 def test_destroy_leaves_nothing_behind(e2e_host, vdsm):
     before = e2e_host.snapshot()
-    nics = [quantum_nic("OPEN_VSWITCH"), quantum_nic("LINUX_BRIDGE")]
+    nics = [quantum_nic("OPEN_VSWITCH"), quantum_nic("OPEN_VSWITCH", security_groups=SECURITY_GROUP),
+            quantum_nic("LINUX_BRIDGE")]
     vm = Vm("destroy", nics)
     vdsm.start(vm)
-    assert {tap_of(nic) for nic in nics} <= e2e_host.snapshot()["devices"]
+    made = {tap_of(nic) for nic in nics} | set(hybrid_names(nics[1]))
+    assert made <= e2e_host.snapshot()["devices"]
 
     vdsm.destroy(vm)
 

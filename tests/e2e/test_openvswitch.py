@@ -1,34 +1,69 @@
 """OPEN_VSWITCH vNICs through a real libvirtd and QEMU: the port the OVS agent wires."""
 
-from tests.e2e.vnics import live_interfaces, quantum_nic, tap_of
-from tests.e2e.host import DUMMY_BRIDGE, INTEGRATION_BRIDGE
+import uuid
+
+import pytest
+
+from tests.e2e.host import DUMMY_BRIDGE
 from tests.e2e.vdsm_driver import Nic, Vm
+from tests.e2e.vnics import live_interfaces, quantum_nic, tap_of
 
 
-def assert_agent_port(host, vm, nic):
-    """On br-int, with the external_ids the OVS agent looks for (iface-id, attached-mac)."""
-    tap = tap_of(nic)
-    assert tap in host.ovs.ports(INTEGRATION_BRIDGE)
-    external_ids = host.ovs.interfaces()[tap]
+def assert_agent_port(host, vm, nic, port=None, vm_key="vm-id"):
+    """*port* (default: the tap) on br-int with the external_ids the OVS agent reads,
+    and the VM's id under *vm_key*."""
+    port = port or tap_of(nic)
+    assert port in host.ovs_ports()
+    external_ids = host.ovs_interfaces()[port]
     assert external_ids["iface-id"] == nic.properties["vnic_id"]
     assert external_ids["attached-mac"] == nic.mac
-    assert external_ids["vm-id"] == vm.uuid
+    assert external_ids[vm_key] == vm.uuid
 
 
-def test_virtualport_mode_libvirt_adds_the_ports(e2e_host, vdsm):
+# plug mode -> the interface type libvirt gets (who adds the port: libvirt, the hook)
+PLUG_MODES = {"virtualport": "bridge", "hook": "ethernet"}
+
+
+@pytest.mark.parametrize("plug", sorted(PLUG_MODES))
+def test_plain_ports_on_br_int(e2e_host, vdsm, plug):
+    vdsm.hook_config = e2e_host.hook_config(plug=plug)
     ours = [quantum_nic("OPEN_VSWITCH"), quantum_nic("OPEN_VSWITCH")]
     # Custom properties for another provider: the hooks run and leave it alone.
     foreign = Nic("00:1a:4a:00:00:01", {"provider_type": "EXTERNAL"})
     # No custom properties: VDSM runs no device hook at all.
     plain = Nic("00:1a:4a:00:00:02", {})
-    vm = Vm("ovs-virtualport", ours + [foreign, plain], properties={"sap_agent": "true"})
+    vm = Vm("ovs-" + plug, ours + [foreign, plain], properties={"sap_agent": "true"})
 
     vdsm.start(vm)
 
-    for nic in ours:
-        assert_agent_port(e2e_host, vm, nic)
     live = live_interfaces(vm)
+    for nic in ours:
+        assert live[nic.mac]["type"] == PLUG_MODES[plug]
+        assert_agent_port(e2e_host, vm, nic)
     for nic in (foreign, plain):
         assert live[nic.mac]["bridge"] == DUMMY_BRIDGE
         assert e2e_host.links()[live[nic.mac]["tap"]]["master"] == DUMMY_BRIDGE
     assert {nic.mac for _, nic, _ in vdsm.runs} == {nic.mac for nic in ours + [foreign]}
+
+
+def hybrid_names(nic):
+    port = nic.properties["vnic_id"][:11]
+    return "qbr" + port, "qvb" + port, "qvo" + port
+
+
+def test_hybrid_with_security_groups(e2e_host, vdsm):
+    nic = quantum_nic("OPEN_VSWITCH", security_groups="%s,%s" % (uuid.uuid4(), uuid.uuid4()), mtu="1450")
+    vm = Vm("ovs-hybrid", [nic])
+
+    vdsm.start(vm)
+
+    qbr, qvb, qvo = hybrid_names(nic)
+    links = e2e_host.links()
+    assert live_interfaces(vm)[nic.mac]["bridge"] == qbr
+    assert links[qbr]["kind"] == "bridge"
+    assert links[tap_of(nic)]["master"] == qbr  # iptables sees the guest's traffic here
+    assert links[qvb]["master"] == qbr
+    assert links[qvo]["kind"] == "veth"
+    assert tap_of(nic) not in e2e_host.ovs_ports()
+    assert_agent_port(e2e_host, vm, nic, port=qvo, vm_key="vm-uuid")  # as Nova's hybrid plugging
+    assert {links[name]["mtu"] for name in (tap_of(nic), qbr, qvb, qvo)} == {1450}
