@@ -4,11 +4,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.e2e.test_openvswitch import assert_agent_port, hybrid_names
+from tests.conftest import NETWORK_ID
+from tests.e2e.host import AGENT_BRIDGE
+from tests.e2e.test_openvswitch import assert_agent_port
 from tests.e2e.vdsm_driver import Vm
-from tests.e2e.vnics import live_interfaces, quantum_nic, tap_of
-
-SECURITY_GROUP = "9a2e4c1d-5b6f-4a7e-8c9d-0e1f2a3b4c5d"
+from tests.e2e.vnics import SECURITY_GROUPS, hybrid_names, live_interfaces, quantum_nic, tap_of
 
 
 @pytest.mark.parametrize("plugin_type", ["OPEN_VSWITCH", "LINUX_BRIDGE"])
@@ -30,7 +30,7 @@ def test_hotplug_into_a_running_vm(e2e_host, vdsm):
     vm = Vm("hotplug", [quantum_nic("OPEN_VSWITCH")])
     vdsm.start(vm)
     ovs_nic = quantum_nic("OPEN_VSWITCH", mtu="1450")
-    hybrid_nic = quantum_nic("OPEN_VSWITCH", security_groups=SECURITY_GROUP)
+    hybrid_nic = quantum_nic("OPEN_VSWITCH", security_groups=SECURITY_GROUPS)
     lb_nic = quantum_nic("LINUX_BRIDGE")
 
     for nic in (ovs_nic, hybrid_nic, lb_nic):
@@ -50,7 +50,7 @@ def test_hotplug_into_a_running_vm(e2e_host, vdsm):
 
 def test_destroy_leaves_nothing_behind(e2e_host, vdsm):
     before = e2e_host.snapshot()
-    nics = [quantum_nic("OPEN_VSWITCH"), quantum_nic("OPEN_VSWITCH", security_groups=SECURITY_GROUP),
+    nics = [quantum_nic("OPEN_VSWITCH"), quantum_nic("OPEN_VSWITCH", security_groups=SECURITY_GROUPS),
             quantum_nic("LINUX_BRIDGE")]
     vm = Vm("destroy", nics)
     vdsm.start(vm)
@@ -64,8 +64,12 @@ def test_destroy_leaves_nothing_behind(e2e_host, vdsm):
 
 
 def test_two_vms_start_at_once(e2e_host, vdsm):
-    vms = [Vm("concurrent-%d" % index, [quantum_nic("OPEN_VSWITCH"), quantum_nic("LINUX_BRIDGE")])
-           for index in range(2)]
+    # Both VMs plug into br-int, make hybrid devices and join the same brq… at once.
+    vms = [Vm("concurrent-%d" % index, [
+        quantum_nic("OPEN_VSWITCH"),
+        quantum_nic("OPEN_VSWITCH", security_groups=SECURITY_GROUPS),
+        quantum_nic("LINUX_BRIDGE", network_id=NETWORK_ID),
+    ]) for index in range(2)]
 
     with ThreadPoolExecutor(len(vms)) as pool:
         list(pool.map(vdsm.start, vms))  # list(): re-raise what a start raised
@@ -73,6 +77,7 @@ def test_two_vms_start_at_once(e2e_host, vdsm):
     links = e2e_host.links()
     for vm in vms:
         assert vm.domain.isActive()
-        ovs_nic, lb_nic = vm.nics
+        ovs_nic, hybrid_nic, lb_nic = vm.nics
         assert_agent_port(e2e_host, vm, ovs_nic)
-        assert links[tap_of(lb_nic)]["kind"] == "tun"
+        assert_agent_port(e2e_host, vm, hybrid_nic, port=hybrid_names(hybrid_nic)[2], vm_key="vm-uuid")
+        assert links[tap_of(lb_nic)]["master"] == AGENT_BRIDGE

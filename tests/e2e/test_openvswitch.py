@@ -1,12 +1,10 @@
 """OPEN_VSWITCH vNICs through a real libvirtd and QEMU: the port the OVS agent wires."""
 
-import uuid
-
 import pytest
 
 from tests.e2e.host import DUMMY_BRIDGE
 from tests.e2e.vdsm_driver import Nic, Vm
-from tests.e2e.vnics import live_interfaces, quantum_nic, tap_of
+from tests.e2e.vnics import SECURITY_GROUPS, hybrid_names, live_interfaces, quantum_nic, tap_of
 
 
 def assert_agent_port(host, vm, nic, port=None, vm_key="vm-id"):
@@ -46,13 +44,8 @@ def test_plain_ports_on_br_int(e2e_host, vdsm, plug):
     assert {nic.mac for _, nic, _ in vdsm.runs} == {nic.mac for nic in ours + [foreign]}
 
 
-def hybrid_names(nic):
-    port = nic.properties["vnic_id"][:11]
-    return "qbr" + port, "qvb" + port, "qvo" + port
-
-
 def test_hybrid_with_security_groups(e2e_host, vdsm):
-    nic = quantum_nic("OPEN_VSWITCH", security_groups="%s,%s" % (uuid.uuid4(), uuid.uuid4()), mtu="1450")
+    nic = quantum_nic("OPEN_VSWITCH", security_groups=SECURITY_GROUPS, mtu="1450")
     vm = Vm("ovs-hybrid", [nic])
 
     vdsm.start(vm)

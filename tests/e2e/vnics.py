@@ -6,6 +6,9 @@ import uuid
 from tests.conftest import quantum_properties
 from tests.e2e.vdsm_driver import Nic
 
+# A port with security groups is plugged hybrid (the value is a list of group ids).
+SECURITY_GROUPS = "9a2e4c1d-5b6f-4a7e-8c9d-0e1f2a3b4c5d,0f4b7c2e-8d1a-4e3b-9c5f-6a7d8e9f0a1b"
+
 
 def quantum_nic(plugin_type, **properties):
     """A vNIC of a fresh Quantum port (its own port id and MAC) with these properties."""
@@ -17,6 +20,12 @@ def quantum_nic(plugin_type, **properties):
 def tap_of(nic):
     """The tap name the agents expect: 'tap' + port id[:11]."""
     return "tap" + nic.properties["vnic_id"][:11]
+
+
+def hybrid_names(nic):
+    """(qbr, qvb, qvo) + port id[:11]: the OVS agent's hybrid plugging devices."""
+    port = nic.properties["vnic_id"][:11]
+    return "qbr" + port, "qvb" + port, "qvo" + port
 
 
 def live_interfaces(vm):
