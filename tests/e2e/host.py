@@ -33,7 +33,9 @@ def check():
         raise procs.Unavailable("needs /dev/net/tun: libvirt creates the guests' taps with it")
     missing = [path for path in (LIBVIRTD, QEMU) if not os.path.exists(path)]
     missing += [name for name in ("ip", "unshare", "mount") if shutil.which(name) is None]
-    missing += [ovs_missing()] if ovs_missing() else []
+    ovs_problem = ovs_missing()
+    if ovs_problem:
+        missing.append(ovs_problem)
     for module in ("libvirt", "pyroute2"):
         try:
             __import__(module)
@@ -51,8 +53,7 @@ def check():
 class Host:
     """What the tests see: the netns, OVS and libvirtd, and read-only views of the netns."""
 
-    def __init__(self, root, netns, ovs, libvirtd):
-        self.root = root
+    def __init__(self, netns, ovs, libvirtd):
         self.netns = netns
         self.ovs = ovs
         self.libvirtd = libvirtd
@@ -113,7 +114,7 @@ def running(root):
         os.makedirs(os.path.join(root, "ovs"))
         ovs = cleanup.enter_context(private_ovs(os.path.join(root, "ovs"), netns=netns))
         libvirtd = PrivateLibvirtd(os.path.join(root, "libvirt"), netns, ovs_rundir=ovs.directory)
-        host = Host(root, netns, ovs, libvirtd)
+        host = Host(netns, ovs, libvirtd)
         bridges = Topology(netns)
         bridges.add_bridge(DUMMY_BRIDGE)  # VDSM's placeholder, as on every VDSM host
         bridges.add_bridge(AGENT_BRIDGE)  # what the Linux Bridge agent makes per network

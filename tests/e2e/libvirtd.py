@@ -105,7 +105,7 @@ class PrivateLibvirtd:
         try:
             conn = self.connect()
         except libvirt.libvirtError:
-            return  # not answering: the pid-based kill in stop() does the work
+            return  # not answering: the launcher kills the guests by pid when libvirtd stops
         try:
             for domain in conn.listAllDomains():
                 if domain.isActive():

@@ -1,4 +1,5 @@
-"""Starting, waiting for and stopping the daemons of the e2e suite, always by pid."""
+"""Starting, waiting for and stopping a daemon by pid (libvirtd's launcher), and the
+reasons the e2e suite cannot run."""
 
 import signal
 import subprocess
