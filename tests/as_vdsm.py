@@ -1,0 +1,158 @@
+"""Run a command as the unprivileged user ``vdsm`` under the packaged sudoers drop-in.
+
+Tests only; needs root. This machine has no ``vdsm`` user and its ``/etc`` must not change,
+so everything happens in a private mount namespace (``unshare --mount``) that dies with
+the command: copies of ``/etc/passwd``, ``/etc/group`` and ``/etc/shadow`` with a ``vdsm``
+user, a ``/etc/sudoers.d`` holding only ``packaging/sudoers``, and an overlay on
+``/usr/libexec`` holding the privileged entry point at the path sudo allows (a wrapper
+that runs this checkout's package). Directories the command must reach but ``vdsm``
+cannot traverse (e.g. a Python under ``/root``) get a 0755 overlay, in that namespace only.
+
+Usage (as root): ``python3 tests/as_vdsm.py WORKDIR [--netns NS] -- COMMAND...``; run
+through :func:`run_as_vdsm`, which does the ``unshare``. Exit 77 with one line on stderr
+means the machine cannot do this (the caller skips).
+"""
+
+import argparse
+import itertools
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRIVILEGED = "/usr/libexec/quantum-vnic/quantum-vnic-privileged"
+SUDOERS_NAME = "50_vdsm_hook_quantum_vnic"
+VDSM_ID = 36  # vdsm's uid/gid on oVirt hosts
+CANNOT = 77
+_OVERLAYS = itertools.count()
+
+
+def required_tools():
+    """Why this machine cannot run commands as vdsm, or None."""
+    if os.geteuid() != 0:
+        return "needs root to set up a private mount namespace"
+    for tool in ("unshare", "setpriv", "sudo", "mount"):
+        if shutil.which(tool) is None:
+            return "needs %s (util-linux / sudo)" % tool
+    if not os.path.isdir("/etc/sudoers.d"):
+        return "needs /etc/sudoers.d included by /etc/sudoers"
+    return None
+
+
+def run_as_vdsm(workdir, argv, env=None, netns=None, input=None, timeout=60):
+    """Run *argv* as vdsm (see the module docstring); returns the CompletedProcess."""
+    command = ["unshare", "--mount", "--propagation", "private", "--",
+               sys.executable, os.path.abspath(__file__), str(workdir)]
+    if netns:
+        command += ["--netns", netns]
+    return subprocess.run(command + ["--"] + list(argv), env=env, input=input,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _mount(*args):
+    subprocess.run(["mount", *args], check=True, capture_output=True, text=True)
+
+
+def _free_id():
+    used = {entry.pw_uid for entry in pwd.getpwall()}
+    return VDSM_ID if VDSM_ID not in used else next(i for i in range(900, 999) if i not in used)
+
+
+def _add_vdsm(workdir, uid):
+    """Bind-mount copies of the account files that know the user vdsm."""
+    lines = {
+        "passwd": "vdsm:x:%d:%d:Node Virtualization Manager:/var/lib/vdsm:/sbin/nologin\n" % (uid, uid),
+        "group": "vdsm:x:%d:\n" % uid,
+        # '*': no password login, yet not locked (PAM's account check must pass for sudo).
+        "shadow": "vdsm:*:19000:0:99999:7:::\n",
+    }
+    for name, line in lines.items():
+        copy = os.path.join(workdir, name)
+        shutil.copyfile("/etc/" + name, copy)
+        with open(copy, "a", encoding="utf-8") as stream:
+            stream.write(line)
+        _mount("--bind", copy, "/etc/" + name)
+
+
+def _overlay(workdir, target, mode, populate=None):
+    """An overlay on *target* whose own directory has *mode*; *populate(upper)* adds files."""
+    base = os.path.join(workdir, "overlay-%d" % next(_OVERLAYS))
+    upper, work = os.path.join(base, "upper"), os.path.join(base, "work")
+    os.makedirs(upper)
+    os.makedirs(work)
+    os.chmod(upper, mode)
+    if populate:
+        populate(upper)
+    _mount("-t", "overlay", "overlay", "-o",
+           "lowerdir=%s,upperdir=%s,workdir=%s" % (target, upper, work), target)
+
+
+def _install_entry_point(upper):
+    directory = os.path.join(upper, os.path.basename(os.path.dirname(PRIVILEGED)))
+    os.makedirs(directory)
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, os.path.basename(PRIVILEGED))
+    # No -I here on purpose: that the caller's environment cannot steer this root
+    # process must come from the sudoers drop-in (env_reset), which is what is tested.
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write("#!%s\nimport sys\nsys.path.insert(0, %r)\n"
+                     "from vnic_drivers.host.privileged import main\nsys.exit(main())\n"
+                     % (sys.executable, REPO))
+    os.chmod(path, 0o755)
+
+
+def _sudoers_dir(workdir):
+    directory = os.path.join(workdir, "sudoers.d")
+    os.mkdir(directory)
+    path = os.path.join(directory, SUDOERS_NAME)
+    shutil.copyfile(os.path.join(REPO, "packaging", "sudoers"), path)
+    os.chmod(path, 0o440)
+    _mount("--bind", directory, "/etc/sudoers.d")
+
+
+def _untraversable(paths):
+    """Ancestors of *paths* that others cannot enter, outermost first."""
+    found = set()
+    for path in paths:
+        path = os.path.realpath(path)
+        while path != "/":
+            if os.path.isdir(path) and not os.stat(path).st_mode & stat.S_IXOTH:
+                found.add(path)
+            path = os.path.dirname(path)
+    return sorted(found, key=lambda p: p.count("/"))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workdir")
+    parser.add_argument("--netns")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    reason = required_tools()
+    if reason:
+        sys.stderr.write("as_vdsm: %s\n" % reason)
+        return CANNOT
+    uid = _free_id()
+    try:
+        _add_vdsm(args.workdir, uid)
+        _sudoers_dir(args.workdir)
+        _overlay(args.workdir, "/usr/libexec", 0o755, _install_entry_point)
+        import lxml  # the hooks' one compiled dependency: its directory must be reachable
+
+        for directory in _untraversable([sys.executable, sys.prefix, REPO, args.workdir,
+                                         os.path.dirname(lxml.__file__)]):
+            _overlay(args.workdir, directory, 0o755)
+    except subprocess.CalledProcessError as err:
+        sys.stderr.write("as_vdsm: cannot mount (%s): %s\n" % (" ".join(err.cmd), err.stderr.strip()))
+        return CANNOT
+    drop = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--init-groups", "--"]
+    prefix = ["ip", "netns", "exec", args.netns] if args.netns else []
+    os.execvp(prefix[0] if prefix else drop[0], prefix + drop + command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
