@@ -21,14 +21,11 @@ Exit codes: 0 done (or not our device); on an error ``before_*`` points exit 2 (
 aborts the VM start / hot-plug), ``after_*`` points exit 1 (logged, never aborts).
 """
 
-import logging
 import os
 import sys
 
 from . import hooking, vnic as vnic_module
 from .errors import HookError
-
-LOG = logging.getLogger("quantum_vnic")
 
 HOOK_POINTS = {
     "before_device_create": "create",
@@ -65,24 +62,25 @@ def _run(hook_point, environ):
     from . import config as config_module
     from . import log
 
+    logger = log.setup(hook_point)  # defaults until the config says otherwise
     try:
         config = config_module.load()
     except HookError as err:
-        log.setup(hook_point).error("%s", err)
+        logger.error("%s", err)
         return failure_exit_code(hook_point)
     log.setup(hook_point, config.get("hook", "log_level"), config.get("hook", "syslog"))
     try:
-        _dispatch(HOOK_POINTS[hook_point], hook_point, environ, config)
+        _dispatch(HOOK_POINTS[hook_point], hook_point, environ, config, logger)
     except HookError as err:
-        LOG.error("%s", err)
+        logger.error("%s", err)
         return err.exit_code if err.exit_code is not None else failure_exit_code(hook_point)
     except Exception:  # a bug, not an expected error: keep the traceback for the report
-        LOG.exception("unexpected failure; please report this with the traceback")
+        logger.exception("unexpected failure; please report this with the traceback")
         return failure_exit_code(hook_point)
     return hooking.EXIT_OK
 
 
-def _dispatch(action, hook_point, environ, config):
+def _dispatch(action, hook_point, environ, config, logger):
     from . import base, domxml, host as host_module
 
     path = hooking.hook_file()
@@ -94,7 +92,7 @@ def _dispatch(action, hook_point, environ, config):
             raise
         # Tear-down must still happen when VDSM hands over a damaged file: the port id
         # in the properties is all unplug needs.
-        LOG.warning("device XML in %s is unreadable; unplugging by vnic_id alone", path)
+        logger.warning("device XML in %s is unreadable; unplugging by vnic_id alone", path)
         iface = None
 
     vnic = vnic_module.from_environment(
@@ -103,7 +101,7 @@ def _dispatch(action, hook_point, environ, config):
         default_mtu=config.get("hook", "mtu"),
     )
     driver = base.driver_for(vnic, config, host_module.connect())
-    LOG.debug("%s: %r with %s", hook_point, vnic, type(driver).__name__)
+    logger.debug("%s: %r with %s", hook_point, vnic, type(driver).__name__)
 
     if action == "create":
         driver.rewrite(iface, vnic)
@@ -115,7 +113,7 @@ def _dispatch(action, hook_point, environ, config):
         except BaseException:
             driver.unplug(vnic)  # leave nothing behind when the device will not come
             raise
-        LOG.info("%s: vNIC %s rewritten for %s", hook_point, vnic.port_id, vnic.plugin_type)
+        logger.info("%s: vNIC %s rewritten for %s", hook_point, vnic.port_id, vnic.plugin_type)
     elif action == "prepare":
         driver.prepare(vnic)
     elif action == "plug":

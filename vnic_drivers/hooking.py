@@ -6,7 +6,6 @@ Custom properties arrive as environment variables (VM properties override device
 """
 
 import os
-import tempfile
 
 from .errors import HookError, InputError
 
@@ -43,6 +42,8 @@ def write_bytes_atomically(path, data):
     The new content goes to a temp file in the same directory, is flushed to disk, keeps
     the original's mode, and is renamed over the original.
     """
+    import tempfile
+
     directory = os.path.dirname(os.path.abspath(path))
     try:
         mode = os.stat(path).st_mode & 0o7777

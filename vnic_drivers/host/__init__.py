@@ -10,10 +10,8 @@ hook call by :func:`connect`:
 - :class:`DryRunHost` for ``simulate --dry-run``: records what would run, changes nothing.
 """
 
-import json
 import logging
 import os
-import subprocess
 import sys
 
 from ..errors import HookError, HostError, InputError
@@ -48,11 +46,14 @@ class SudoHost:
         self.command = command
 
     def call(self, operation, **args):
+        import json
+        import subprocess
+
         from . import privileged
 
         # Validate here too, so a bad value fails with the hook's own message before
         # a process is spent on it; the other side validates again regardless.
-        privileged.OPERATIONS[operation].validate(operation, args)
+        privileged.validate(operation, args)
         LOG.debug("host (sudo): %s %s", operation, _describe(args))
         argv = ["sudo", "-n", self.command, operation]
         try:
@@ -94,13 +95,15 @@ class DryRunHost:
     def call(self, operation, **args):
         from . import privileged
 
-        privileged.OPERATIONS[operation].validate(operation, args)
+        privileged.validate(operation, args)
         self.calls.append((operation, args))
         self.stream.write("dry-run: would run %s %s\n" % (operation, _describe(args)))
         return None
 
 
 def _describe(args):
+    import json
+
     return " ".join("%s=%s" % (key, json.dumps(value)) for key, value in sorted(args.items()))
 
 

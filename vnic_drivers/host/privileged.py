@@ -103,14 +103,19 @@ register(
 )
 
 
-def run(name, args):
-    """Validate *args* for operation *name* and run it in this process (must be root)."""
+def validate(name, args):
+    """The operation called *name* and its validated arguments, or InputError."""
     operation = OPERATIONS.get(name)
     if operation is None:
         raise InputError(
             "unknown privileged operation %r; known: %s" % (name, ", ".join(sorted(OPERATIONS)))
         )
-    clean = operation.validate(name, args)
+    return operation, operation.validate(name, args)
+
+
+def run(name, args):
+    """Validate *args* for operation *name* and run it in this process (must be root)."""
+    operation, clean = validate(name, args)
     return operation.implementation()(**clean)
 
 
