@@ -8,7 +8,7 @@ user, a ``/etc/sudoers.d`` holding only ``packaging/sudoers``, and an overlay on
 that runs this checkout's package). Directories the command must reach but ``vdsm``
 cannot traverse (e.g. a Python under ``/root``) get a 0755 overlay, in that namespace only.
 
-Usage (as root): ``python3 tests/as_vdsm.py WORKDIR [--netns NS] -- COMMAND...``; run
+Usage (as root): ``python3 tests/as_vdsm.py [--netns NS] WORKDIR -- COMMAND...``; run
 through :func:`run_as_vdsm`, which does the ``unshare``. Exit 77 with one line on stderr
 means the machine cannot do this (the caller skips).
 """
@@ -45,10 +45,10 @@ def required_tools():
 def run_as_vdsm(workdir, argv, env=None, netns=None, input=None, timeout=60):
     """Run *argv* as vdsm (see the module docstring); returns the CompletedProcess."""
     command = ["unshare", "--mount", "--propagation", "private", "--",
-               sys.executable, os.path.abspath(__file__), str(workdir)]
+               sys.executable, os.path.abspath(__file__)]
     if netns:
         command += ["--netns", netns]
-    return subprocess.run(command + ["--"] + list(argv), env=env, input=input,
+    return subprocess.run(command + [str(workdir), "--"] + list(argv), env=env, input=input,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 

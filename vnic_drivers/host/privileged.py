@@ -89,7 +89,7 @@ class Operation:
 OPERATIONS = {}
 
 
-def register(name, module, function, doc, **params):
+def register(name, module, function, doc, /, **params):
     """Declare an allowed operation (called at import time below, nowhere else)."""
     OPERATIONS[name] = Operation(module, function, params, doc)
 
