@@ -8,12 +8,13 @@ user, a ``/etc/sudoers.d`` holding only ``packaging/sudoers``, and an overlay on
 that runs this checkout's package). Directories the command must reach but ``vdsm``
 cannot traverse (e.g. a Python under ``/root``) get a 0755 overlay, in that namespace only.
 
-Usage (as root): ``python3 tests/as_vdsm.py [--netns NS] WORKDIR -- COMMAND...``; run
+Usage (as root): ``python3 tests/as_vdsm.py [--netns NS] [--root] WORKDIR -- COMMAND...``; run
 through :func:`run_as_vdsm`, which does the ``unshare``. Exit 77 with one line on stderr
 means the machine cannot do this (the caller skips).
 """
 
 import argparse
+import contextlib
 import itertools
 import os
 import pwd
@@ -21,6 +22,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRIVILEGED = "/usr/libexec/quantum-vnic/quantum-vnic-privileged"
@@ -42,12 +44,35 @@ def required_tools():
     return None
 
 
-def run_as_vdsm(workdir, argv, env=None, netns=None, input=None, timeout=60):
-    """Run *argv* as vdsm (see the module docstring); returns the CompletedProcess."""
+@contextlib.contextmanager
+def workdir():
+    """A directory vdsm can read (and, in ``shared/``, write); removed afterwards.
+
+    Not under pytest's tmp_path: that lives below a 0700 directory, and an overlay
+    there would have its own upper directory inside its lower one.
+    """
+    path = tempfile.mkdtemp(prefix="qvnic-as-vdsm-", dir="/tmp")
+    try:
+        os.chmod(path, 0o755)
+        os.mkdir(os.path.join(path, "shared"))
+        os.chmod(os.path.join(path, "shared"), 0o1777)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_as_vdsm(workdir, argv, env=None, netns=None, input=None, timeout=60, as_root=False):
+    """Run *argv* as vdsm (see the module docstring); returns the CompletedProcess.
+
+    With *as_root* the command stays root on that same host view (an admin's tool, such
+    as ``quantum-vnic doctor``, on a host where vdsm and the drop-in exist).
+    """
     command = ["unshare", "--mount", "--propagation", "private", "--",
                sys.executable, os.path.abspath(__file__)]
     if netns:
         command += ["--netns", netns]
+    if as_root:
+        command += ["--root"]
     return subprocess.run(command + [str(workdir), "--"] + list(argv), env=env, input=input,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -71,7 +96,7 @@ def _add_vdsm(workdir, uid):
     }
     for name, line in lines.items():
         copy = os.path.join(workdir, name)
-        shutil.copyfile("/etc/" + name, copy)
+        shutil.copy2("/etc/" + name, copy)  # keeps the mode: shadow stays unreadable
         with open(copy, "a", encoding="utf-8") as stream:
             stream.write(line)
         _mount("--bind", copy, "/etc/" + name)
@@ -129,6 +154,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("workdir")
     parser.add_argument("--netns")
+    parser.add_argument("--root", action="store_true", help="stay root: do not become vdsm")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -137,21 +163,24 @@ def main():
         sys.stderr.write("as_vdsm: %s\n" % reason)
         return CANNOT
     uid = _free_id()
+    # This run's files (seen only through the mounts): root's alone, fresh every run.
+    private = tempfile.mkdtemp(prefix="ns-", dir=args.workdir)
     try:
-        _add_vdsm(args.workdir, uid)
-        _sudoers_dir(args.workdir)
-        _overlay(args.workdir, "/usr/libexec", 0o755, _install_entry_point)
+        _add_vdsm(private, uid)
+        _sudoers_dir(private)
+        _overlay(private, "/usr/libexec", 0o755, _install_entry_point)
         import lxml  # the hooks' one compiled dependency: its directory must be reachable
 
         for directory in _untraversable([sys.executable, sys.prefix, REPO, args.workdir,
                                          os.path.dirname(lxml.__file__)]):
-            _overlay(args.workdir, directory, 0o755)
+            _overlay(private, directory, 0o755)
     except subprocess.CalledProcessError as err:
         sys.stderr.write("as_vdsm: cannot mount (%s): %s\n" % (" ".join(err.cmd), err.stderr.strip()))
         return CANNOT
-    drop = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--init-groups", "--"]
+    drop = [] if args.root else ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--init-groups", "--"]
     prefix = ["ip", "netns", "exec", args.netns] if args.netns else []
-    os.execvp(prefix[0] if prefix else drop[0], prefix + drop + command)
+    argv = prefix + drop + command
+    os.execvp(argv[0], argv)
 
 
 if __name__ == "__main__":

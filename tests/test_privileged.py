@@ -9,10 +9,8 @@ reaches the entry point, and nothing else, and cannot pass its environment throu
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 
 import pytest
@@ -169,19 +167,11 @@ def test_well_formed_call_runs(netns):
 
 @pytest.fixture
 def vdsm_workdir():
-    """A directory vdsm can read (and, in ``shared/``, write); removed afterwards."""
     reason = as_vdsm.required_tools()
     if reason:
         pytest.skip(reason)
-    workdir = tempfile.mkdtemp(prefix="qvnic-as-vdsm-", dir="/tmp")
-    os.chmod(workdir, 0o755)
-    shared = os.path.join(workdir, "shared")
-    os.mkdir(shared)
-    os.chmod(shared, 0o1777)
-    try:
-        yield workdir
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with as_vdsm.workdir() as path:
+        yield path
 
 
 def run_as_vdsm(workdir, script, env=None, netns=None):

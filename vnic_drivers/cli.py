@@ -11,6 +11,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS = {
     "simulate": ("vnic_drivers.simulate", "run a hook as VDSM would, on a device XML file"),
+    "doctor": ("vnic_drivers.doctor", "check this host's install, agents, OVS and bridges"),
 }
 
 
