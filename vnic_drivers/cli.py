@@ -12,6 +12,7 @@ import sys
 COMMANDS = {
     "simulate": ("vnic_drivers.simulate", "run a hook as VDSM would, on a device XML file"),
     "doctor": ("vnic_drivers.doctor", "check this host's install, agents, OVS and bridges"),
+    "demo": ("vnic_drivers.demo", "run the real hooks for a VM on a throwaway host (root)"),
 }
 
 

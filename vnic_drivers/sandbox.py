@@ -134,8 +134,8 @@ class Sandbox:
 
         # Short: a unix socket path in it has at most 107 characters.
         self.directory = tempfile.mkdtemp(prefix="qvnic-")
+        self.created = True  # before: an interrupt right after creation must still remove it
         netns.create(self.name)
-        self.created = True
         with self.ipr() as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
         return self
