@@ -260,3 +260,60 @@ def test_caller_environment_does_not_reach_the_root_process(vdsm_workdir, netns)
     with open(marker, encoding="utf-8") as stream:
         ran_as = stream.read().split()
     assert ran_as == [str(result["uid"])]  # the control ran it; the root process did not
+
+
+def test_hooks_run_as_vdsm_wire_both_plugins_through_sudo(vdsm_workdir):
+    """The real hooks as VDSM runs them (user vdsm) change the host only through sudo."""
+    from vnic_drivers import demo, sandbox
+    from vnic_drivers.naming import linux_bridge_name
+
+    if "linux_bridge_plug" not in privileged.OPERATIONS:
+        pytest.skip("needs the Linux Bridge plug operation (branch lb)")
+    reason = sandbox.missing_requirements()
+    if reason:
+        pytest.skip(reason)
+    shared = os.path.join(vdsm_workdir, "shared")
+    with sandbox.Sandbox("qvnic-sudo") as box:
+        box.start_ovs()
+        box.add_bridge(";vdsmdummy;")
+        box.add_bridge(linux_bridge_name(demo.NETWORK_ID))
+        config = os.path.join(shared, "quantum_vnic.conf")
+        with open(config, "w", encoding="utf-8") as stream:
+            stream.write("[openvswitch]\novsdb = %s\n" % box.ovs.remote)
+        vnics = demo.demo_vnics()
+
+        def hooks_as_vdsm(hook_point):
+            """Run *hook_point* for every vNIC as vdsm; [(exit code, stderr)]."""
+            calls = []
+            for vnic in vnics:
+                path = os.path.join(shared, "domxml-" + vnic.tap)
+                with open(path, "wb") as stream:
+                    stream.write(vnic.xml)
+                os.chmod(path, 0o666)
+                calls.append((os.path.join(REPO, "hooks", hook_point), path, vnic.properties))
+            results = run_as_vdsm(vdsm_workdir, """
+                import json, os, subprocess, sys
+                from vnic_drivers.simulate import hook_environment
+                results = []
+                for hook, path, properties in %r:
+                    env = hook_environment(path, properties, {}, %r)
+                    env["QUANTUM_VNIC_CONF"] = %r
+                    done = subprocess.run([sys.executable, hook], env=env, capture_output=True, text=True)
+                    results.append((done.returncode, done.stderr))
+                print(json.dumps({"uid": os.getuid(), "results": results}))
+            """ % (calls, demo.VM_ID, config), netns=box.name)
+            assert results["uid"] != 0
+            for vnic, (code, stderr) in zip(vnics, results["results"]):
+                assert code == 0, (hook_point, vnic.plugin, stderr)
+            for vnic, (path, _) in zip(vnics, [(c[1], c[2]) for c in calls]):
+                with open(path, "rb") as stream:
+                    vnic.xml = stream.read()
+
+        hooks_as_vdsm("before_device_create")
+        for vnic in vnics:
+            demo.libvirt_create(box, vnic)
+        hooks_as_vdsm("after_device_create")
+        links = box.links()
+        lb, ovs = vnics
+        assert links[lb.tap]["master"] == linux_bridge_name(demo.NETWORK_ID)  # moved off ;vdsmdummy;
+        assert ovs.tap in box.ovs.vsctl("list-ports", "br-int").split()

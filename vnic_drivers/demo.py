@@ -176,7 +176,7 @@ class Demo:
             vnic.xml = self.hook("before_device_create", vnic)
         self.step("3. libvirt creates the devices; VDSM runs after_device_create")
         for vnic in self.vnics:
-            say(self.libvirt_create(vnic))
+            say(libvirt_create(self.box, vnic))
         for vnic in self.vnics:
             self.hook("after_device_create", vnic)
         self.show_devices()
@@ -218,32 +218,6 @@ class Demo:
             raise HookFailed("%s exited %d for %s" % (hook_point, done.returncode, vnic.tap))
         return xml
 
-    def libvirt_create(self, vnic):
-        """Create *vnic*'s tap from its device XML the way libvirt does; say what was done."""
-        from lxml import etree
-
-        iface = etree.fromstring(vnic.xml)
-        tap = iface.find("target").get("dev")
-        mtu = int(iface.find("mtu").get("size")) if iface.find("mtu") is not None else None
-        source = iface.find("source")
-        bridge = source.get("bridge") if source is not None else None
-        virtualport = iface.find("virtualport")
-        if virtualport is not None and virtualport.get("type") == "openvswitch":
-            port = virtualport.find("parameters").get("interfaceid")
-            self.box.add_tap(tap, mtu=mtu, mac=vnic.mac)
-            # The transaction libvirt runs (virNetDevOpenvswitchAddPort).
-            self.box.ovs.vsctl(
-                "--", "--if-exists", "del-port", tap, "--", "add-port", bridge, tap,
-                "--", "set", "Interface", tap, "external-ids:attached-mac=%s" % vnic.mac,
-                "external-ids:iface-id=%s" % port, "external-ids:vm-id=%s" % VM_ID,
-                "external-ids:iface-status=active")
-            return "libvirt: tap %s, OVS port on %s with iface-id=%s" % (tap, bridge, port)
-        if bridge and iface.get("type") == "bridge":
-            self.box.add_tap(tap, master=bridge, mtu=mtu, mac=vnic.mac)
-            return "libvirt: tap %s on bridge %s" % (tap, bridge)
-        self.box.add_tap(tap, mtu=mtu, mac=vnic.mac)
-        return "libvirt: tap %s, attached to nothing (type=%s)" % (tap, iface.get("type"))
-
     def show_devices(self):
         ports = set(self.box.ovs.vsctl("list-ports", "br-int").split())
         say("-- devices in %s:" % self.box.name)
@@ -272,6 +246,33 @@ class Demo:
         self.box.delete()
         say("removed network namespace %s (and every device in it), stopped Open vSwitch, "
             "removed %s" % (name, directory))
+
+
+def libvirt_create(box, vnic):
+    """Create *vnic*'s tap in *box* from its device XML as libvirt does; say what was done."""
+    from lxml import etree
+
+    iface = etree.fromstring(vnic.xml)
+    tap = iface.find("target").get("dev")
+    mtu = int(iface.find("mtu").get("size")) if iface.find("mtu") is not None else None
+    source = iface.find("source")
+    bridge = source.get("bridge") if source is not None else None
+    virtualport = iface.find("virtualport")
+    if virtualport is not None and virtualport.get("type") == "openvswitch":
+        port = virtualport.find("parameters").get("interfaceid")
+        box.add_tap(tap, mtu=mtu, mac=vnic.mac)
+        # The transaction libvirt runs (virNetDevOpenvswitchAddPort).
+        box.ovs.vsctl(
+            "--", "--if-exists", "del-port", tap, "--", "add-port", bridge, tap,
+            "--", "set", "Interface", tap, "external-ids:attached-mac=%s" % vnic.mac,
+            "external-ids:iface-id=%s" % port, "external-ids:vm-id=%s" % VM_ID,
+            "external-ids:iface-status=active")
+        return "libvirt: tap %s, OVS port on %s with iface-id=%s" % (tap, bridge, port)
+    if bridge and iface.get("type") == "bridge":
+        box.add_tap(tap, master=bridge, mtu=mtu, mac=vnic.mac)
+        return "libvirt: tap %s on bridge %s" % (tap, bridge)
+    box.add_tap(tap, mtu=mtu, mac=vnic.mac)
+    return "libvirt: tap %s, attached to nothing (type=%s)" % (tap, iface.get("type"))
 
 
 def hook_command(hook_point):
