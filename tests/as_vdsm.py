@@ -81,7 +81,8 @@ def _mount(*args):
     subprocess.run(["mount", *args], check=True, capture_output=True, text=True)
 
 
-def _free_id():
+def vdsm_uid():
+    """The uid (= gid) vdsm gets in the namespace: 36 as on oVirt hosts, unless taken."""
     used = {entry.pw_uid for entry in pwd.getpwall()}
     return VDSM_ID if VDSM_ID not in used else next(i for i in range(900, 999) if i not in used)
 
@@ -162,7 +163,7 @@ def main():
     if reason:
         sys.stderr.write("as_vdsm: %s\n" % reason)
         return CANNOT
-    uid = _free_id()
+    uid = vdsm_uid()
     # This run's files (seen only through the mounts): root's alone, fresh every run.
     private = tempfile.mkdtemp(prefix="ns-", dir=args.workdir)
     try:

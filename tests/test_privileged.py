@@ -289,7 +289,7 @@ def test_hooks_run_as_vdsm_wire_both_plugins_through_sudo(vdsm_workdir):
                 path = os.path.join(shared, "domxml-" + vnic.tap)
                 with open(path, "wb") as stream:
                     stream.write(vnic.xml)
-                os.chmod(path, 0o666)
+                os.chown(path, as_vdsm.vdsm_uid(), as_vdsm.vdsm_uid())  # VDSM's own temp file
                 calls.append((os.path.join(REPO, "hooks", hook_point), path, vnic.properties))
             results = run_as_vdsm(vdsm_workdir, """
                 import json, os, subprocess, sys
