@@ -305,7 +305,7 @@ def test_hooks_run_as_vdsm_wire_both_plugins_through_sudo(vdsm_workdir):
             assert results["uid"] != 0
             for vnic, (code, stderr) in zip(vnics, results["results"]):
                 assert code == 0, (hook_point, vnic.plugin, stderr)
-            for vnic, (path, _) in zip(vnics, [(c[1], c[2]) for c in calls]):
+            for vnic, (_, path, _) in zip(vnics, calls):  # VDSM reads the device back
                 with open(path, "rb") as stream:
                     vnic.xml = stream.read()
 
