@@ -56,19 +56,21 @@ class SudoHost:
         privileged.validate(operation, args)
         LOG.debug("host (sudo): %s %s", operation, _describe(args))
         argv = ["sudo", "-n", self.command, operation]
+        # An operation that waits for an agent may legitimately take that long on top.
+        timeout = SUDO_TIMEOUT + (args.get("wait") or 0)
         try:
             done = subprocess.run(
                 argv,
                 input=json.dumps(args),
                 capture_output=True,
                 text=True,
-                timeout=SUDO_TIMEOUT,
+                timeout=timeout,
                 check=False,
             )
         except FileNotFoundError:
             raise HostError("sudo is not installed; install sudo and the quantum-vnic sudoers drop-in") from None
         except subprocess.TimeoutExpired:
-            raise HostError("privileged operation %s timed out after %ds" % (operation, SUDO_TIMEOUT)) from None
+            raise HostError("privileged operation %s timed out after %ds" % (operation, timeout)) from None
         if done.returncode != 0:
             message = (done.stderr.strip().splitlines() or ["exit code %d" % done.returncode])[-1]
             if "a password is required" in message or "not allowed" in message:

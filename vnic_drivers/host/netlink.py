@@ -5,7 +5,14 @@ already validated by :mod:`vnic_drivers.host.privileged` and works in the networ
 namespace of the calling process.
 """
 
+import contextlib
+import errno
+import os
+
 from ..errors import HostError
+from ..naming import LINUX_BRIDGE_PREFIX
+
+IFF_UP = 1  # net/if.h: the administrative up flag in a link's flags
 
 
 def _ipr():
@@ -25,23 +32,174 @@ def _link_name(ipr, index):
     return links[0].get_attr("IFLA_IFNAME") if links else None
 
 
-def link_state(name):
-    """{'exists', 'master', 'up', 'mtu', 'kind'} of device *name* (read-only)."""
+@contextlib.contextmanager
+def _netlink(what):
+    """An IPRoute socket; netlink and OS errors become one-line HostErrors naming *what*."""
+    try:
+        from pyroute2 import NetlinkError
+    except ImportError:
+        raise HostError("netlink: pyroute2 is not installed; install python3-pyroute2") from None
     try:
         with _ipr() as ipr:
-            index = _lookup(ipr, name)
-            if index is None:
-                return {"name": name, "exists": False}
-            link = ipr.get_links(index)[0]
-            master = link.get_attr("IFLA_MASTER")
-            info = link.get_attr("IFLA_LINKINFO")
-            return {
-                "name": name,
-                "exists": True,
-                "master": _link_name(ipr, master) if master else None,
-                "up": bool(link["flags"] & 1),
-                "mtu": link.get_attr("IFLA_MTU"),
-                "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
-            }
-    except OSError as err:
-        raise HostError("netlink: cannot read device %s: %s" % (name, err)) from None
+            yield ipr
+    except (OSError, NetlinkError) as err:
+        raise HostError("netlink: cannot %s: %s" % (what, _strerror(err))) from None
+
+
+def _strerror(err):
+    code = getattr(err, "code", None) or getattr(err, "errno", None)
+    return "%s (errno %s)" % (os.strerror(code), code) if code else str(err)
+
+
+def _read_link(ipr, index):
+    """(master name or None, is up, MTU, kind) of link *index*; None when it is gone."""
+    links = ipr.get_links(index) if index is not None else []
+    if not links:
+        return None
+    link = links[0]
+    master = link.get_attr("IFLA_MASTER")
+    info = link.get_attr("IFLA_LINKINFO")
+    return (
+        _link_name(ipr, master) if master else None,
+        bool(link["flags"] & IFF_UP),
+        link.get_attr("IFLA_MTU"),
+        info.get_attr("IFLA_INFO_KIND") if info else None,
+    )
+
+
+def link_state(name):
+    """{'exists', 'master', 'up', 'mtu', 'kind'} of device *name* (read-only)."""
+    with _netlink("read device %s" % name) as ipr:
+        state = _read_link(ipr, _lookup(ipr, name))
+    if state is None:
+        return {"name": name, "exists": False}
+    master, up, mtu, kind = state
+    return {"name": name, "exists": True, "master": master, "up": up, "mtu": mtu, "kind": kind}
+
+
+# --- Linux Bridge operations ---
+# One coarse operation per hook point, so the sudo path costs one process.
+
+# How often the optional wait re-reads the tap: short enough that a guest is not held
+# noticeably longer than the agent takes, long enough to cost nothing.
+POLL_INTERVAL = 0.2
+
+
+def _is_home(master, bridge):
+    """True when *master* is where the tap belongs: *bridge* if the network is known,
+    else any ``brq…`` bridge (the agent's, which only the agent can tell right)."""
+    if master is None:
+        return False
+    return master == bridge if bridge else master.startswith(LINUX_BRIDGE_PREFIX)
+
+
+def linux_bridge_plug(tap, bridge, mtu, wait):
+    """Wire *tap* for the Quantum Linux Bridge agent; idempotent.
+
+    Takes the tap off any bridge that is not its home (VDSM's ``;vdsmdummy;`` above
+    all: the agent's ``add_tap_interface`` cannot enslave a tap that has a master),
+    sets *mtu* when given, and when *bridge* (``brq``+network[:11]) exists enslaves the
+    tap to it and brings it up; otherwise leaves it unattached for the agent. With
+    *wait* > 0, polls until the tap is on its home bridge, at most *wait* seconds.
+
+    Returns what it found and did: ``tap``, ``master`` (at the end), ``detached_from``,
+    ``attached_to``, ``mtu`` ([old, new] when changed), ``up`` (brought up),
+    ``bridge_missing``, ``wired`` (on its home bridge at the end) and ``waited``
+    (seconds spent waiting, ``timed_out`` when the wait ran out).
+    """
+    with _netlink("wire %s" % tap) as ipr:
+        index = _lookup(ipr, tap)
+        state = _read_link(ipr, index)
+        if state is None:
+            raise HostError(
+                "tap %s does not exist: libvirt did not create it (or the VM is already "
+                "gone); check the device's <target dev> in the domain XML" % tap
+            )
+        master, up, current_mtu, _kind = state
+        bridge_index = _lookup(ipr, bridge) if bridge else None
+        result = {"tap": tap, "detached_from": None, "attached_to": None, "mtu": None,
+                  "up": False, "bridge_missing": bool(bridge) and bridge_index is None}
+        if mtu is not None and current_mtu != mtu:
+            # First: the kernel may refuse the value, and then nothing else has changed.
+            _set_link(ipr, index, "set the MTU of %s to %d" % (tap, mtu), mtu=mtu)
+            result["mtu"] = [current_mtu, mtu]
+        if master is not None and not _is_home(master, bridge):
+            _set_link(ipr, index, "take %s off %s" % (tap, master), master=0)
+            result["detached_from"], master = master, None
+        if bridge_index is not None:
+            if master != bridge:
+                _set_link(ipr, index, "enslave %s to %s" % (tap, bridge), master=bridge_index)
+                result["attached_to"] = master = bridge
+            if not up:
+                _set_link(ipr, index, "bring %s up" % tap, state="up")
+                result["up"] = True
+        result.update(_wait_for_agent(ipr, index, tap, bridge, master, wait))
+    return result
+
+
+def _set_link(ipr, index, action, **changes):
+    """One ``link set``; a refusal names the step, e.g. the MTU the kernel rejected."""
+    from pyroute2 import NetlinkError
+
+    try:
+        ipr.link("set", index=index, **changes)
+    except NetlinkError as err:
+        raise HostError("netlink: cannot %s: %s" % (action, _strerror(err))) from None
+
+
+def _wait_for_agent(ipr, index, tap, bridge, master, wait):
+    """Poll until the tap is on its home bridge or *wait* seconds passed; never longer."""
+    import time
+
+    outcome = {"master": master, "wired": _is_home(master, bridge), "waited": 0.0,
+               "timed_out": False}
+    if outcome["wired"] or wait <= 0:
+        return outcome
+    start = time.monotonic()
+    deadline = start + wait
+    while not outcome["wired"]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            outcome["timed_out"] = True
+            break
+        time.sleep(min(POLL_INTERVAL, remaining))
+        state = _read_link(ipr, index)
+        if state is None:
+            raise HostError("tap %s disappeared while waiting for the agent to wire it" % tap)
+        outcome["master"] = state[0]
+        outcome["wired"] = _is_home(state[0], bridge)
+    outcome["waited"] = round(time.monotonic() - start, 3)
+    return outcome
+
+
+def linux_bridge_unplug(tap):
+    """Delete *tap* if it lingers after its device is gone; a no-op when it is gone.
+
+    libvirt deletes the taps it creates; one that outlives its VM or hot-unplug (a
+    persistent tap, a crashed QEMU) would otherwise stay on the agent's bridge. Only a
+    tun/tap device is deleted: anything else of that name is not ours and is left.
+    Returns ``tap``, ``existed``, ``deleted``, ``master`` (before deletion), ``kind``.
+    """
+    from pyroute2 import NetlinkError
+
+    with _netlink("remove %s" % tap) as ipr:
+        index = _lookup(ipr, tap)
+        state = _read_link(ipr, index)
+        result = {"tap": tap, "existed": state is not None, "deleted": False,
+                  "master": None, "kind": None}
+        if state is None:
+            return result
+        result["master"], result["kind"] = state[0], state[3]
+        if state[3] != "tun":
+            return result
+        try:
+            ipr.link("del", index=index)
+        except NetlinkError as err:
+            if err.code != errno.ENODEV:  # gone in between: what we wanted
+                raise
+        else:
+            result["deleted"] = True
+    return result
+
+
+# --- end of Linux Bridge operations ---

@@ -103,6 +103,38 @@ register(
 )
 
 
+# Linux Bridge: the tap libvirt made for a vNIC and the agent's brq bridge, nothing else.
+def _named(prefix, validate=DEVICE):
+    """A device name that must start with *prefix*: narrows what sudo lets a hook touch."""
+    def check(value, what):
+        value = validate(value, what)
+        if not value.startswith(prefix):
+            raise InputError("%s=%r: expected a device name starting with %r" % (what, value, prefix))
+        return value
+
+    return check
+
+
+register(
+    "linux_bridge_plug",
+    "netlink",
+    "linux_bridge_plug",
+    "take a vNIC tap off any foreign bridge (;vdsmdummy;), set its MTU, enslave it to its "
+    "brq bridge when that exists and bring it up; optionally wait for the agent",
+    tap=_named(naming.TAP_PREFIX),
+    bridge=optional(_named(naming.LINUX_BRIDGE_PREFIX)),
+    mtu=optional(MTU),
+    wait=SECONDS,
+)
+register(
+    "linux_bridge_unplug",
+    "netlink",
+    "linux_bridge_unplug",
+    "delete a vNIC tap that outlived its device (only a tun/tap device; no-op when gone)",
+    tap=_named(naming.TAP_PREFIX),
+)
+
+
 def validate(name, args):
     """The operation called *name* and its validated arguments, or InputError."""
     operation = OPERATIONS.get(name)
