@@ -71,6 +71,9 @@ def test_demo_runs_end_to_end(root_host):
     assert '<target dev="tap0a1b2c3d-4e"/>' in out and '<source bridge="br-int"/>' in out
     assert '<virtualport type="openvswitch"><parameters interfaceid="5e6f7a8b-' in out
     assert 'iface-id="5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"' in out  # libvirt's OVS port
+    # after_device_create took the Linux Bridge tap off ;vdsmdummy; onto the agent's bridge.
+    after_create = out.split("== 3.")[1].split("== 4.")[0].split("-- devices in")[1]
+    assert re.search(r"^ +%s +tun +up .* on brq7c9d1e2f-3a$" % TAPS[0], after_create, re.M), after_create
     # After the hot-unplug only the OVS tap remains; after destroy, neither.
     after_unplug = out.split("== 4.")[1].split("== 5.")[0]
     assert TAPS[1] in after_unplug.split("-- devices in")[1] and TAPS[0] not in after_unplug.split("-- devices in")[1]

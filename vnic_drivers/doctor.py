@@ -203,7 +203,7 @@ def check_dummy_bridge(ctx):
 def check_agent_patch(ctx):
     if not ctx.uses("LINUX_BRIDGE"):
         return Result(SKIP, "Linux Bridge plugin not in use (%s)" % ctx.plugins_from)
-    return agent_patch_state()
+    return agent_patch_state(ctx.args.agent_file)
 
 
 CHECKS = [
@@ -237,15 +237,18 @@ def ovsdb_bridges(remote):
     return set(done.stdout.split())
 
 
-def agent_patch_state():
-    """The Linux Bridge agent patch's state, from ``quantum-vnic agent-patch`` support."""
-    if not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent_patch.py")):
-        return Result(SKIP, "agent-patch support is not in this build")
+def agent_patch_state(path=None):
+    """The Linux Bridge agent patch's state (:mod:`vnic_drivers.agent_patch`)."""
     from . import agent_patch
     from .errors import HookError
 
     try:
-        path = agent_patch.find_agent()
+        path = path or agent_patch.find_agent()
+    except HookError:
+        return Result(WARN, "the Linux Bridge agent's source was not found in the system's "
+                      "site-packages: cannot tell whether it is patched",
+                      "quantum-vnic doctor --agent-file PATH (the agent's .py file)")
+    try:
         variant, state = agent_patch.identify(path)
     except HookError as err:
         return Result(WARN, str(err), "quantum-vnic agent-patch check PATH")
@@ -339,6 +342,8 @@ def add_arguments(parser):
                         help="the sudoers drop-in (default: %(default)s)")
     parser.add_argument("--privileged", default=DEFAULT_PRIVILEGED_COMMAND, metavar="FILE",
                         help="the privileged entry point (default: %(default)s)")
+    parser.add_argument("--agent-file", metavar="FILE",
+                        help="the Linux Bridge agent's .py file (default: looked for)")
 
 
 def diagnose(args):
