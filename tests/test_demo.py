@@ -124,3 +124,16 @@ def test_without_root_shows_the_dry_run_instead():
     assert first.startswith("quantum-vnic demo: needs root") and "simulate --dry-run" in first
     assert '<target dev="tap0a1b2c3d-4e"/>' in done.stdout and "virtualport" in done.stdout
     assert done.stderr.count("exit 0 (success)") == 2
+
+
+def test_private_ovs_that_cannot_start_says_why(root_host, tmp_path):
+    (tmp_path / "conf.db").write_text("not an OVSDB database\n")  # ovsdb-server exits at once
+    ovs = sandbox.PrivateOvs(str(tmp_path))
+    try:
+        with pytest.raises(RuntimeError) as caught:
+            ovs.start_ovsdb_server()
+    finally:
+        ovs.stop()
+    message = str(caught.value)
+    assert message.startswith("ovsdb-server on %s exited with status" % ovs.socket), message
+    assert "its log ends: " in message and "\n" not in message

@@ -122,6 +122,12 @@ class Demo:
         except HookFailed as err:
             code = 1
             say("stopped: %s" % err)
+        except (OSError, RuntimeError) + _netlink_errors() as err:
+            # The host could not give the sandbox what it needs: one line, then clean up.
+            from .log import one_line
+
+            code = 1
+            say("stopped: cannot build or drive the sandbox: %s" % one_line(str(err)))
         finally:
             if os.getpid() != self.pid:
                 # pyroute2 forks helpers (taps in a namespace); one unwinding here must
@@ -273,6 +279,12 @@ def libvirt_create(box, vnic):
         return "libvirt: tap %s on bridge %s" % (tap, bridge)
     box.add_tap(tap, mtu=mtu, mac=vnic.mac)
     return "libvirt: tap %s, attached to nothing (type=%s)" % (tap, iface.get("type"))
+
+
+def _netlink_errors():
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return (NetlinkError,)
 
 
 def hook_command(hook_point):

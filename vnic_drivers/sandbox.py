@@ -66,24 +66,48 @@ class PrivateOvs:
     def pids(self):
         return {name: process.pid for name, process in self.processes.items()}
 
+    @property
+    def vswitchd(self):
+        """Whether ovs-vswitchd runs (else only the database does)."""
+        return "ovs-vswitchd" in self.processes
+
     def start(self, bridge="br-int", vswitchd=True):
         """Start the daemons and create *bridge* (netdev datapath); ready on return."""
-        database = os.path.join(self.directory, "conf.db")
-        self._run(["ovsdb-tool", "create", database, OVS_SCHEMA])
-        server = self._start("ovsdb-server", [
-            "ovsdb-server", database, "--remote=punix:" + self.socket] + self._options("ovsdb-server"))
-        _wait_until(lambda: _connectable(self.socket), server, "ovsdb-server on " + self.socket)
-        self.vsctl("--no-wait", "init")
+        self.start_ovsdb_server()
         if vswitchd:
             self._start("ovs-vswitchd", ["ovs-vswitchd", self.remote] + self._options("ovs-vswitchd"))
-        # Without --no-wait, ovs-vsctl returns once ovs-vswitchd applied it: ready.
-        self.vsctl(*([] if vswitchd else ["--no-wait"]), "--may-exist", "add-br", bridge,
-                   "--", "set", "Bridge", bridge, "datapath_type=netdev")
+        # Waiting (with ovs-vswitchd), ovs-vsctl returns once the daemon applied it: ready.
+        self.vsctl("--may-exist", "add-br", bridge, "--", "set", "Bridge", bridge, "datapath_type=netdev")
         return self
 
-    def vsctl(self, *args):
-        """Run ``ovs-vsctl`` on this database; its stdout, or RuntimeError with its stderr."""
-        return self._run(["ovs-vsctl", "--db=" + self.remote, "--timeout=20"] + list(args))
+    def start_ovsdb_server(self):
+        """Create the database and serve it on :attr:`socket`; ready on return."""
+        database = os.path.join(self.directory, "conf.db")
+        if not os.path.exists(database):
+            self._run(["ovsdb-tool", "create", database, OVS_SCHEMA])
+        server = self._start("ovsdb-server", [
+            "ovsdb-server", database, "--remote=punix:" + self.socket] + self._options("ovsdb-server"))
+        _wait_until(lambda: _connectable(self.socket), server, "ovsdb-server on " + self.socket,
+                    lambda: self.log_tail("ovsdb-server"))
+        self.vsctl("init", wait=False)
+
+    def vsctl(self, *args, wait=None):
+        """``ovs-vsctl`` on this database: its stdout, or RuntimeError with its stderr.
+
+        It waits for ovs-vswitchd to apply a change only when that daemon runs (or *wait*).
+        """
+        wait = self.vswitchd if wait is None else wait
+        return self._run(["ovs-vsctl", "--db=" + self.remote, "--timeout=20"]
+                         + ([] if wait else ["--no-wait"]) + list(args))
+
+    def log_tail(self, name, lines=20):
+        """The last *lines* of a daemon's log file ('' when there is none)."""
+        try:
+            with open(os.path.join(self.directory, name + ".log"), encoding="utf-8",
+                      errors="replace") as stream:
+                return "".join(stream.readlines()[-lines:])
+        except OSError:
+            return ""
 
     def stop(self, name=None):
         """Stop one daemon, or all (ovs-vswitchd first), by pid; reap them."""
@@ -223,14 +247,18 @@ def _connectable(path):
     return True
 
 
-def _wait_until(ready, process, what):
+def _wait_until(ready, process, what, log_tail=lambda: ""):
     deadline = time.monotonic() + START_TIMEOUT
     while not ready():
         if process.poll() is not None:
-            raise RuntimeError("%s exited with status %d at start" % (what, process.returncode))
-        if time.monotonic() > deadline:
-            raise RuntimeError("%s not ready after %gs" % (what, START_TIMEOUT))
-        time.sleep(0.02)
+            problem = "%s exited with status %d at start" % (what, process.returncode)
+        elif time.monotonic() > deadline:
+            problem = "%s not ready after %gs" % (what, START_TIMEOUT)
+        else:
+            time.sleep(0.02)
+            continue
+        tail = log_tail().strip().splitlines()
+        raise RuntimeError(problem + ("; its log ends: %s" % tail[-1] if tail else ""))
 
 
 def _terminate(process):
