@@ -88,7 +88,7 @@ class PrivateOvs:
         server = self._start("ovsdb-server", [
             "ovsdb-server", database, "--remote=punix:" + self.socket] + self._options("ovsdb-server"))
         _wait_until(lambda: _connectable(self.socket), server, "ovsdb-server on " + self.socket,
-                    lambda: self.log_tail("ovsdb-server"))
+                    lambda: self.log_tail("ovsdb-server", suffix=".out") or self.log_tail("ovsdb-server"))
         self.vsctl("init", wait=False)
 
     def vsctl(self, *args, wait=None):
@@ -100,10 +100,10 @@ class PrivateOvs:
         return self._run(["ovs-vsctl", "--db=" + self.remote, "--timeout=20"]
                          + ([] if wait else ["--no-wait"]) + list(args))
 
-    def log_tail(self, name, lines=20):
-        """The last *lines* of a daemon's log file ('' when there is none)."""
+    def log_tail(self, name, lines=20, suffix=".log"):
+        """The last *lines* of a daemon's log file (``.out``: its stdout/stderr); '' if none."""
         try:
-            with open(os.path.join(self.directory, name + ".log"), encoding="utf-8",
+            with open(os.path.join(self.directory, name + suffix), encoding="utf-8",
                       errors="replace") as stream:
                 return "".join(stream.readlines()[-lines:])
         except OSError:
@@ -258,7 +258,7 @@ def _wait_until(ready, process, what, log_tail=lambda: ""):
             time.sleep(0.02)
             continue
         tail = log_tail().strip().splitlines()
-        raise RuntimeError(problem + ("; its log ends: %s" % tail[-1] if tail else ""))
+        raise RuntimeError(problem + ("; it said: %s" % tail[-1] if tail else ""))
 
 
 def _terminate(process):
