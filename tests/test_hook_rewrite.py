@@ -26,6 +26,11 @@ OVS_WITH_OLD_VIRTUALPORT = b"""<interface type="bridge">
 
 LB_ETHERNET_CONFIG = "[linux_bridge]\nmode = ethernet\n"
 OVS_BRIDGE_CONFIG = "[openvswitch]\nintegration_bridge = br-custom\n[hook]\nmtu = 9000\n"
+OVS_HOOK_PLUG_CONFIG = "[openvswitch]\nplug = hook\n"
+OVS_NO_FIREWALL_CONFIG = "[openvswitch]\nfirewall = none\n"
+SECURITY_GROUPS = "sg-web,sg-ssh"
+# The XML is what is compared here: host changes (hybrid devices) are printed, not made.
+DRY_RUN = {"QUANTUM_VNIC_DRY_RUN": "1"}
 
 # case -> (hook point, input XML, properties, config)
 CASES = {
@@ -37,6 +42,21 @@ CASES = {
     "ovs_hotplug": ("before_nic_hotplug", "hotplug_vnic.xml", quantum_properties("OPEN_VSWITCH"), None),
     "ovs_replaces_virtualport": ("before_device_create", OVS_WITH_OLD_VIRTUALPORT,
                                  quantum_properties("OPEN_VSWITCH"), None),
+    "ovs_hybrid": ("before_device_create", "ovs_vnic.xml",
+                   quantum_properties("OPEN_VSWITCH", security_groups=SECURITY_GROUPS), None),
+    "ovs_hybrid_hotplug_mtu": ("before_nic_hotplug", "hotplug_vnic.xml",
+                               quantum_properties("OPEN_VSWITCH", security_groups=SECURITY_GROUPS,
+                                                  mtu="1450"), None),
+    "ovs_hybrid_from_virtualport": ("before_device_create", OVS_WITH_OLD_VIRTUALPORT,
+                                    quantum_properties("OPEN_VSWITCH", security_groups=SECURITY_GROUPS),
+                                    OVS_HOOK_PLUG_CONFIG),
+    "ovs_firewall_none": ("before_device_create", "ovs_vnic.xml",
+                          quantum_properties("OPEN_VSWITCH", security_groups=SECURITY_GROUPS),
+                          OVS_NO_FIREWALL_CONFIG),
+    "ovs_hook_plug": ("before_device_create", "ovs_vnic.xml", quantum_properties("OPEN_VSWITCH"),
+                      OVS_HOOK_PLUG_CONFIG),
+    "ovs_hook_plug_from_virtualport": ("before_device_create", OVS_WITH_OLD_VIRTUALPORT,
+                                       quantum_properties("OPEN_VSWITCH", mtu="1450"), OVS_HOOK_PLUG_CONFIG),
     "lb_create": ("before_device_create", "linux_bridge_vnic.xml",
                   quantum_properties("LINUX_BRIDGE", network_id=NETWORK_ID), None),
     "lb_hotplug_mtu": ("before_nic_hotplug", "hotplug_vnic.xml",
@@ -57,7 +77,7 @@ def _input(source):
 
 def rewritten(case):
     hook_point, source, properties, config = CASES[case]
-    run = run_hook(hook_point, _input(source), properties, config=config)
+    run = run_hook(hook_point, _input(source), properties, config=config, extra_env=DRY_RUN)
     assert run.returncode == 0, run.stderr
     return run
 
@@ -77,7 +97,7 @@ def test_matches_golden(case):
 def test_second_run_changes_nothing(case):
     hook_point, _, properties, config = CASES[case]
     first = rewritten(case)
-    second = run_hook(hook_point, first.after, properties, config=config)
+    second = run_hook(hook_point, first.after, properties, config=config, extra_env=DRY_RUN)
     assert second.returncode == 0, second.stderr
     assert second.after == first.after
 

@@ -32,8 +32,12 @@ class HookRun:
 
 
 def run_hook(hook_point, xml, properties, vm_properties=None, vm_id=EXAMPLE_VM_ID,
-             config=None, netns=None, extra_env=None, timeout=120):
-    """Run ``hooks/<hook_point>`` on *xml* (bytes or str) as VDSM would."""
+             config=None, netns=None, extra_env=None, timeout=120, variable="_hook_domxml"):
+    """Run ``hooks/<hook_point>`` on *xml* (bytes or str) as VDSM would.
+
+    *variable* names the file for the hook: ``_hook_json`` for JSON hook points such as
+    ``after_get_caps`` (*xml* is then the JSON text).
+    """
     if isinstance(xml, str):
         xml = xml.encode("utf-8")
     env = {key: value for key, value in os.environ.items() if not key.startswith("_hook_")}
@@ -45,7 +49,7 @@ def run_hook(hook_point, xml, properties, vm_properties=None, vm_id=EXAMPLE_VM_I
         env.update(properties)
         env.update(vm_properties or {})
         env["vmId"] = vm_id
-        env["_hook_domxml"] = path
+        env[variable] = path
         if config is not None:
             config_path = os.path.join(workdir, "quantum_vnic.conf")
             with open(config_path, "w", encoding="utf-8") as stream:

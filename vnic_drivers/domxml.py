@@ -4,9 +4,14 @@ Edits change only what they name: every other element and attribute of the devic
 (model, mac, filterref, boot, alias, address, driver...) stays exactly as it was.
 """
 
-from lxml import etree
-
 from .errors import InputError
+
+
+def _etree():
+    # lxml costs ~20 ms to import; hooks that never parse XML (most after_* runs) skip it.
+    from lxml import etree
+
+    return etree
 
 # Order libvirt itself writes an interface in; new children are placed by it so the
 # output reads naturally (libvirt's schema accepts any order).
@@ -15,6 +20,7 @@ _CHILD_ORDER = ("mac", "source", "virtualport", "target", "model", "mtu")
 
 def parse_interface(data, what="device XML"):
     """The ``<interface>`` root element of *data* (bytes), or a one-line InputError."""
+    etree = _etree()
     parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
     try:
         root = etree.fromstring(data, parser)
@@ -31,7 +37,7 @@ def parse_interface(data, what="device XML"):
 def serialize(root, original):
     """Bytes for *root*, keeping *original*'s XML declaration (or its absence) and trailing space."""
     declaration = original.lstrip().startswith(b"<?xml")
-    data = etree.tostring(root, encoding="utf-8", xml_declaration=declaration)
+    data = _etree().tostring(root, encoding="utf-8", xml_declaration=declaration)
     trailing = original[len(original.rstrip()):]
     return data + trailing
 
@@ -87,7 +93,7 @@ def ensure_child(iface, tag, **attributes):
     if children:
         child = children[0]
     else:
-        child = etree.Element(tag)
+        child = _etree().Element(tag)
         _place(iface, child)
     for key, value in attributes.items():
         child.set(key, value)
@@ -134,5 +140,5 @@ def set_openvswitch_virtualport(iface, interface_id):
     """Exactly one ``<virtualport type='openvswitch'>`` carrying *interface_id*."""
     remove_children(iface, "virtualport")
     virtualport = ensure_child(iface, "virtualport", type="openvswitch")
-    etree.SubElement(virtualport, "parameters", interfaceid=interface_id)
+    _etree().SubElement(virtualport, "parameters", interfaceid=interface_id)
     return virtualport

@@ -15,6 +15,7 @@ after_device_migrate_destination   plug
 after_device_destroy               unplug    remove what we created; idempotent
 after_nic_hotunplug                unplug
 after_nic_hotplug_fail             unplug    roll back a failed hot-plug
+after_get_caps                     (host)    add the OVS binding host id (caps.py)
 =================================  ========  =========================================
 
 Exit codes: 0 done (or not our device); on an error ``before_*`` points exit 2 (VDSM
@@ -39,6 +40,9 @@ HOOK_POINTS = {
     "after_nic_hotplug_fail": "unplug",
 }
 
+# Host-level hook points: no device and no provider_type gate (see vnic_drivers/caps.py).
+HOST_HOOK_POINTS = ("after_get_caps",)
+
 
 def failure_exit_code(hook_point):
     """2 (stop: abort the operation) before it happens, 1 (log and go on) after."""
@@ -48,6 +52,8 @@ def failure_exit_code(hook_point):
 def main(hook_point, environ=None):
     """Run *hook_point* for the device VDSM handed over; returns the exit code."""
     environ = os.environ if environ is None else environ
+    if hook_point in HOST_HOOK_POINTS:
+        return _run(hook_point, environ)
     if hook_point not in HOOK_POINTS:
         sys.stderr.write("quantum-vnic: unknown hook point %r\n" % hook_point)
         return hooking.EXIT_FAILED
@@ -70,7 +76,12 @@ def _run(hook_point, environ):
         return failure_exit_code(hook_point)
     log.setup(hook_point, config.get("hook", "log_level"), config.get("hook", "syslog"))
     try:
-        _dispatch(HOOK_POINTS[hook_point], hook_point, environ, config, logger)
+        if hook_point in HOST_HOOK_POINTS:
+            from . import caps
+
+            caps.update(config, logger)
+        else:
+            _dispatch(HOOK_POINTS[hook_point], hook_point, environ, config, logger)
     except HookError as err:
         logger.error("%s", err)
         return err.exit_code if err.exit_code is not None else failure_exit_code(hook_point)
@@ -84,22 +95,18 @@ def _dispatch(action, hook_point, environ, config, logger):
     from . import base, domxml, host as host_module
 
     path = hooking.hook_file()
-    original = hooking.read_bytes(path)
-    try:
+    if action == "create":
+        original = hooking.read_bytes(path)
         iface = domxml.parse_interface(original, "device XML in %s" % path)
-    except HookError:
-        if action != "unplug":
-            raise
-        # Tear-down must still happen when VDSM hands over a damaged file: the port id
-        # in the properties is all unplug needs.
-        logger.warning("device XML in %s is unreadable; unplugging by vnic_id alone", path)
-        iface = None
+        mac = domxml.mac_address(iface)
+    else:
+        # Only some steps need the device XML (the MAC, for OVS ports): read it on first
+        # use, so tear-down never depends on the file and most runs skip the parse.
+        def mac():
+            data = hooking.read_bytes(path)
+            return domxml.mac_address(domxml.parse_interface(data, "device XML in %s" % path))
 
-    vnic = vnic_module.from_environment(
-        environ,
-        mac=None if iface is None else domxml.mac_address(iface),
-        default_mtu=config.get("hook", "mtu"),
-    )
+    vnic = vnic_module.from_environment(environ, mac=mac, default_mtu=config.get("hook", "mtu"))
     driver = base.driver_for(vnic, config, host_module.connect())
     logger.debug("%s: %r with %s", hook_point, vnic, type(driver).__name__)
 

@@ -18,7 +18,12 @@ def is_quantum_vnic(environ):
 
 
 class Vnic:
-    """One vNIC: its Quantum port and how it is to be wired."""
+    """One vNIC: its Quantum port and how it is to be wired.
+
+    *mac* is the address from the device XML, or a function returning it: most hook
+    points never need it, and reading it means parsing the XML, so it is read (and
+    validated) on first use.
+    """
 
     def __init__(self, port_id, plugin_type, network_id=None, security_groups=(),
                  mtu=None, mac=None, vm_id=None):
@@ -27,8 +32,15 @@ class Vnic:
         self.network_id = network_id
         self.security_groups = security_groups
         self.mtu = mtu
-        self.mac = mac
+        self._mac = mac
         self.vm_id = vm_id
+
+    @property
+    def mac(self):
+        if callable(self._mac):
+            raw = self._mac()
+            self._mac = None if raw is None else naming.mac(raw, "<mac address> of the device")
+        return self._mac
 
     @property
     def tap(self):
@@ -54,7 +66,8 @@ def _optional(environ, name):
 
 
 def from_environment(environ, mac=None, default_mtu=None):
-    """Validate the custom properties in *environ*; *mac* comes from the device XML."""
+    """Validate the custom properties in *environ*; *mac* comes from the device XML
+    (a string, or a function that reads it when first needed)."""
     port_id = naming.uuid(_required(environ, "vnic_id", "the Quantum port UUID"), "property vnic_id")
     plugin_type = _required(environ, "plugin_type", "LINUX_BRIDGE or OPEN_VSWITCH")
     if plugin_type not in PLUGIN_TYPES:
@@ -72,6 +85,6 @@ def from_environment(environ, mac=None, default_mtu=None):
         network_id=None if network_id is None else naming.uuid(network_id, "property network_id"),
         security_groups=() if security_groups is None else naming.token_list(security_groups, "property security_groups"),
         mtu=default_mtu if mtu is None else naming.mtu(mtu, "property mtu"),
-        mac=None if mac is None else naming.mac(mac, "<mac address> of the device"),
+        mac=mac if mac is None or callable(mac) else naming.mac(mac, "<mac address> of the device"),
         vm_id=None if vm_id is None else naming.uuid(vm_id, "vmId"),
     )

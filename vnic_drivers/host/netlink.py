@@ -203,3 +203,147 @@ def linux_bridge_unplug(tap):
 
 
 # --- end of Linux Bridge operations ---
+
+
+# --- Hybrid plugging (OVS security groups) ---
+# qbr (a Linux bridge, where iptables can filter the tap) joined to br-int by the veth
+# pair qvb (in qbr) / qvo (on br-int), as the Quantum OVS agent's hybrid firewall expects.
+
+
+def _kind(ipr, index):
+    state = _read_link(ipr, index)
+    return state[3] if state else None
+
+
+def _ensure_bridge(ipr, name, created):
+    """*name* as a bridge with STP off and no forward delay; created or reused."""
+    index = _lookup(ipr, name)
+    if index is None:
+        ipr.link("add", ifname=name, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        created.append(name)
+        return _lookup(ipr, name)
+    if _kind(ipr, index) != "bridge":
+        raise HostError("device %s exists and is not a bridge (kind %s); it is not ours: "
+                        "remove it" % (name, _kind(ipr, index)))
+    # Reused (a re-run, or a migration retry): make sure it forwards at once.
+    ipr.link("set", index=index, kind="bridge", br_stp_state=0, br_forward_delay=0)
+    return index
+
+
+def _ensure_veth(ipr, name, peer, created):
+    """The veth pair *name* / *peer*; created, or reused when it is exactly that pair."""
+    index, peer_index = _lookup(ipr, name), _lookup(ipr, peer)
+    if index is None and peer_index is None:
+        ipr.link("add", ifname=name, kind="veth", peer=peer)
+        created.append(name)  # deleting one end deletes the pair
+        return _lookup(ipr, name), _lookup(ipr, peer)
+    if index is not None and peer_index is not None and _kind(ipr, index) == "veth" \
+            and ipr.get_links(index)[0].get_attr("IFLA_LINK") == peer_index:
+        return index, peer_index
+    raise HostError("device %s exists and is not one end of a veth pair %s/%s; it is not "
+                    "ours: remove it" % (name if index is not None else peer, name, peer))
+
+
+class _Step:
+    """The step under way, for the message :func:`_netlink` formats when one fails."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+def hybrid_create(bridge, veth_bridge_side, veth_ovs_side, mtu=None):
+    """Create (or reuse) *bridge* and the veth pair, the bridge side in the bridge, all up.
+
+    Returns the devices this call created, in creation order, for the caller to undo if
+    a later step fails. On its own failure it removes them itself and raises HostError.
+    """
+    created = []
+    step = _Step("open netlink")
+    try:
+        with _netlink(step) as ipr:
+            step.text = "create bridge %s" % bridge
+            bridge_index = _ensure_bridge(ipr, bridge, created)
+            step.text = "create veth pair %s/%s" % (veth_bridge_side, veth_ovs_side)
+            inner, outer = _ensure_veth(ipr, veth_bridge_side, veth_ovs_side, created)
+            step.text = "attach %s to %s" % (veth_bridge_side, bridge)
+            ipr.link("set", index=inner, master=bridge_index)
+            for index, name in ((inner, veth_bridge_side), (outer, veth_ovs_side), (bridge_index, bridge)):
+                step.text = "set %s%s up" % (name, "" if mtu is None else " mtu %d" % mtu)
+                if mtu is None:
+                    ipr.link("set", index=index, state="up")
+                else:
+                    ipr.link("set", index=index, state="up", mtu=mtu)
+    except HostError as err:
+        raise HostError("%s%s" % (err, undo_links(created))) from None
+    except BaseException:
+        undo_links(created)
+        raise
+    return created
+
+
+def undo_links(created):
+    """Delete what a failed call created, newest first; '' or what went wrong, for the error."""
+    try:
+        delete_links(reversed(created))
+    except HostError as err:
+        return "; removing %s again failed too: %s" % (", ".join(created), err)
+    return ""
+
+
+def delete_links(names):
+    """Delete each device of *names* that exists (a veth end takes its peer along)."""
+    names = list(names)
+    with _netlink("delete %s" % ", ".join(names)) as ipr:
+        _delete(ipr, names)
+
+
+def _delete(ipr, names):
+    from pyroute2 import NetlinkError
+
+    for name in names:
+        index = _lookup(ipr, name)
+        if index is None:
+            continue
+        try:
+            ipr.link("del", index=index)
+        except NetlinkError as err:
+            if err.code != errno.ENODEV:  # gone meanwhile (a veth's peer): as wanted
+                raise
+
+
+def link_exists(name):
+    """Whether device *name* exists in this namespace: one ioctl, no pyroute2 import.
+
+    The cheap check lets paths that usually find nothing (unplug of a plain vNIC) or
+    only need existence (the tap in plug mode ``hook``) skip pyroute2's start-up cost,
+    the largest part of a hook process's time.
+    """
+    import socket
+
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
+
+
+def hybrid_delete(bridge, veth_bridge_side, veth_ovs_side):
+    """Remove the hybrid devices that exist and are of the kind we create; idempotent.
+
+    Returns ``{"deleted": [...], "kept": [...]}``; a device with one of these names but
+    another kind was not made by this project and is kept.
+    """
+    expected = ((veth_ovs_side, "veth"), (veth_bridge_side, "veth"), (bridge, "bridge"))
+    ours, kept = [], []
+    if not any(link_exists(name) for name, _ in expected):
+        return {"deleted": ours, "kept": kept}
+    with _netlink("remove %s" % "/".join(name for name, _ in expected)) as ipr:
+        for name, kind in expected:
+            found = _kind(ipr, _lookup(ipr, name))
+            if found is not None:
+                (ours if found == kind else kept).append(name)
+        _delete(ipr, ours)
+    return {"deleted": ours, "kept": kept}

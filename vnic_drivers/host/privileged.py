@@ -135,6 +135,46 @@ register(
 )
 
 
+# Open vSwitch: names are derived from port_id on this side (see host/ovs_plug.py), so
+# these can only touch qbr/qvb/qvo/tap + port[:11] and ports of those names.
+_OVS_PORT = dict(ovsdb_remote=OVSDB, bridge=DEVICE, port_id=UUID)
+register(
+    "ovs_hybrid_plug",
+    "ovs_plug",
+    "hybrid_plug",
+    "create qbr/qvb/qvo for a port and put qvo on the bridge; undone on failure",
+    mac=MAC, vm_id=optional(UUID), mtu=optional(MTU), **_OVS_PORT,
+)
+register(
+    "ovs_attach_tap",
+    "ovs_plug",
+    "attach_tap",
+    "put the port's existing tap on the bridge with the agent's external_ids",
+    mac=MAC, vm_id=optional(UUID), mtu=optional(MTU), wait=SECONDS, **_OVS_PORT,
+)
+register(
+    "ovs_port_status",
+    "ovs_plug",
+    "port_status",
+    "read the port's bridge, iface-id and VLAN tag, optionally waiting for the agent (read-only)",
+    hybrid=BOOLEAN, wait=SECONDS, **_OVS_PORT,
+)
+register(
+    "ovs_unplug",
+    "ovs_plug",
+    "unplug",
+    "remove the port's qvo/tap OVS ports and its qbr/qvb/qvo devices; idempotent",
+    ovsdb_remote=OVSDB, port_id=UUID,
+)
+register(
+    "ovs_host_identity",
+    "ovs_plug",
+    "host_identity",
+    "read system-id and hostname from the Open_vSwitch table (read-only)",
+    ovsdb_remote=OVSDB,
+)
+
+
 def validate(name, args):
     """The operation called *name* and its validated arguments, or InputError."""
     operation = OPERATIONS.get(name)

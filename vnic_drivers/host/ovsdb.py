@@ -1,0 +1,270 @@
+"""The only module that talks OVSDB: targeted transactions through the ``ovs`` bindings.
+
+Why not the IDL (``ovs.db.idl``, what ``ovs-vsctl`` uses): it starts by replicating whole
+tables, so on a host with thousands of ports on ``br-int`` every hook call would first
+download every Port and Interface row, and the bridge's ``ports`` set, to change one.
+Here each step is one RFC 7047 ``transact`` request sent with ``ovs.jsonrpc``:
+
+- rows are picked with ``where`` clauses on the indexed ``name`` columns;
+- the bridge's ``ports`` set is changed with ``mutate`` (insert / delete), never read;
+- ``wait`` operations make a write conditional on what an earlier read saw (optimistic
+  concurrency, as the IDL's ``verify``) and let the server, not a polling loop, tell when
+  the OVS agent changed a port's VLAN tag.
+
+So what travels on the socket, and the hook's cost, does not depend on the number of
+ports. Every request has a deadline: an unresponsive ovsdb-server is an error, never a
+hang. Imported only in the privileged process (see :mod:`.ovs_plug`).
+"""
+
+import errno
+import os
+import time
+
+from ..errors import HostError
+
+DATABASE = "Open_vSwitch"
+# The VLAN the Quantum/Neutron OVS agent puts ports on until it has wired them.
+DEAD_VLAN = 4095
+# Seconds for connecting and for each request's answer (beyond any wait asked for).
+RPC_TIMEOUT = 10.0
+# A port replaced under our feet between a read and the write is read again this often.
+WRITE_ATTEMPTS = 3
+
+
+class TransactionError(HostError):
+    """ovsdb-server rejected a transaction: which operation, and its error and details."""
+
+    def __init__(self, remote, index, error, details):
+        self.index = index
+        self.error = error
+        self.details = details
+        super().__init__("OVSDB at %s: %s%s" % (remote, error, ": %s" % details if details else ""))
+
+
+class Ovsdb:
+    """One JSON-RPC connection to ovsdb-server; use :func:`connect` to make one."""
+
+    def __init__(self, rpc, remote, timeout):
+        self.rpc = rpc
+        self.remote = remote
+        self.timeout = timeout
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        if self.rpc is not None:
+            self.rpc.close()
+            self.rpc = None
+
+    def transact(self, *operations, extra_seconds=0.0):
+        """Run *operations* as one transaction; their results, or TransactionError."""
+        results = self._request("transact", [DATABASE] + list(operations), extra_seconds)
+        for index, result in enumerate(results):
+            # After a failed operation the server answers null for the ones not run, and
+            # a failed commit (e.g. a unique index violated) adds one result at the end.
+            if isinstance(result, dict) and "error" in result:
+                raise TransactionError(self.remote, index, result["error"], result.get("details"))
+        return results
+
+    def _request(self, method, params, extra_seconds):
+        from ovs import jsonrpc, poller
+
+        request = jsonrpc.Message.create_request(method, params)
+        deadline = time.monotonic() + self.timeout + extra_seconds
+        error = self.rpc.send(request)
+        while not error:
+            error, reply = self.rpc.recv()
+            if error == errno.EAGAIN:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise HostError("OVSDB at %s did not answer within %gs; is ovsdb-server "
+                                    "overloaded or stuck?" % (self.remote, self.timeout + extra_seconds))
+                self.rpc.run()
+                waiter = poller.Poller()
+                self.rpc.wait(waiter)
+                self.rpc.recv_wait(waiter)
+                waiter.timer_wait(int(remaining * 1000) + 1)
+                waiter.block()
+                error = 0
+            elif reply.type == jsonrpc.Message.T_REQUEST and reply.method == "echo":
+                # The server's inactivity probe (tcp remotes): answer it or be dropped.
+                error = self.rpc.send(jsonrpc.Message.create_reply(reply.params, reply.id))
+            elif reply.id == request.id and reply.type in (jsonrpc.Message.T_REPLY, jsonrpc.Message.T_ERROR):
+                if reply.type == jsonrpc.Message.T_ERROR:
+                    raise HostError("OVSDB at %s refused %s: %s" % (self.remote, method, reply.error))
+                return reply.result
+        raise HostError("OVSDB at %s: connection lost (%s)" % (self.remote, _strerror(error)))
+
+
+def _strerror(code):
+    from ovs import jsonrpc
+
+    return "closed by the server" if code == jsonrpc.EOF else os.strerror(code)
+
+
+def connect(remote, timeout=RPC_TIMEOUT):
+    """An open :class:`Ovsdb` on *remote* (``unix:PATH`` or ``tcp:HOST:PORT``), or HostError."""
+    from ovs import jsonrpc, stream
+
+    if remote.startswith("ssl:"):
+        raise HostError("ovsdb=%s: ssl remotes need certificates quantum-vnic does not "
+                        "configure; use the local unix: socket" % remote)
+    error, connection = stream.Stream.open_block(stream.Stream.open(remote), int(timeout * 1000))
+    if error:
+        raise HostError("OVSDB at %s is unreachable (%s): is Open vSwitch running? "
+                        "([openvswitch] ovsdb in the config names the socket)" % (remote, _strerror(error)))
+    return Ovsdb(jsonrpc.Connection(connection), remote, timeout)
+
+
+# --- JSON encodings of RFC 7047 values and operations ---
+
+def _named(name):
+    return [["name", "==", name]]
+
+
+def _map(pairs):
+    return ["map", sorted([key, value] for key, value in pairs.items())]
+
+
+def _unmap(value):
+    return dict(value[1]) if isinstance(value, list) and value[:1] == ["map"] else {}
+
+
+def _optional(value):
+    """An optional scalar column: the atom, or None for the empty set."""
+    return None if isinstance(value, list) and value == ["set", []] else value
+
+
+def _uuid(value):
+    return value[1]
+
+
+def _select(table, name, columns):
+    return {"op": "select", "table": table, "where": _named(name), "columns": columns}
+
+
+def _expect(table, where, columns, rows, timeout_ms=0, until="=="):
+    """A ``wait`` operation: with *timeout_ms* 0 it fails at once unless the rows match."""
+    return {"op": "wait", "table": table, "where": where, "columns": columns,
+            "until": until, "rows": rows, "timeout": timeout_ms}
+
+
+def _detach(port_uuid):
+    """Remove a Port from whichever bridge holds it (OVSDB then drops the unreferenced rows)."""
+    ref = ["uuid", port_uuid]
+    return {"op": "mutate", "table": "Bridge", "where": [["ports", "includes", ref]],
+            "mutations": [["ports", "delete", ref]]}
+
+
+# --- What the operations in .ovs_plug need ---
+
+def _port_uuid(db, name):
+    rows = db.transact(_select("Port", name, ["_uuid"]))[0]["rows"]
+    return _uuid(rows[0]["_uuid"]) if rows else None
+
+
+def add_port(db, bridge, name, external_ids, mtu=None):
+    """Put port *name* (one interface, same name) on *bridge* with *external_ids*.
+
+    A port of that name already there (a re-run, a stale port) is replaced in the same
+    transaction. The common case, no such port, is one round trip.
+    """
+    interface = {"name": name, "external_ids": _map(external_ids)}
+    if mtu is not None:
+        interface["mtu_request"] = mtu
+    existing = None  # assumed absent; the guard below says when it is not
+    for _ in range(WRITE_ATTEMPTS):
+        operations = [
+            _expect("Port", _named(name), ["_uuid"], [{"_uuid": ["uuid", existing]}] if existing else []),
+            _expect("Bridge", _named(bridge), ["name"], [{"name": bridge}]),
+        ]
+        if existing:
+            operations.append(_detach(existing))
+        operations += [
+            {"op": "insert", "table": "Interface", "row": interface, "uuid-name": "iface"},
+            {"op": "insert", "table": "Port", "uuid-name": "port",
+             "row": {"name": name, "interfaces": ["named-uuid", "iface"]}},
+            {"op": "mutate", "table": "Bridge", "where": _named(bridge),
+             "mutations": [["ports", "insert", ["set", [["named-uuid", "port"]]]]]},
+        ]
+        try:
+            db.transact(*operations)
+            return
+        except TransactionError as err:
+            if err.index == 0:  # the port is not as assumed: read it and try again
+                existing = _port_uuid(db, name)
+                continue
+            if err.index == 1:
+                raise HostError("bridge %s does not exist in OVSDB at %s: create it or set "
+                                "[openvswitch] integration_bridge" % (bridge, db.remote)) from None
+            raise HostError("OVSDB at %s refused to add port %s to %s: %s%s"
+                            % (db.remote, name, bridge, err.error,
+                               " (%s)" % err.details if err.details else "")) from None
+    raise HostError("port %s kept changing while being added to %s; try again" % (name, bridge))
+
+
+def delete_ports(db, names):
+    """Remove the ports called *names* from any bridge; the names that existed."""
+    results = db.transact(*[_select("Port", name, ["_uuid", "name"]) for name in names])
+    found = [row for result in results for row in result["rows"]]
+    if found:
+        db.transact(*[_detach(_uuid(row["_uuid"])) for row in found])
+    return [row["name"] for row in found]
+
+
+def port_status(db, bridge, name):
+    """Where port *name* is and what the agent needs from it (read-only).
+
+    ``{"name", "bridge", "exists", "on_bridge", "iface_id", "tag", "ofport", "wired"}``.
+    """
+    port_rows, iface_rows = (result["rows"] for result in db.transact(
+        _select("Port", name, ["_uuid", "tag"]), _select("Interface", name, ["external_ids", "ofport"])))
+    status = {"name": name, "bridge": bridge, "exists": bool(port_rows), "on_bridge": False,
+              "iface_id": None, "tag": None, "ofport": None, "wired": False}
+    if iface_rows:
+        status["iface_id"] = _unmap(iface_rows[0]["external_ids"]).get("iface-id")
+        status["ofport"] = _optional(iface_rows[0]["ofport"])
+    if port_rows:
+        port_uuid = port_rows[0]["_uuid"]
+        status["tag"] = _optional(port_rows[0]["tag"])
+        status["wired"] = status["tag"] not in (None, DEAD_VLAN)
+        holders = db.transact({"op": "select", "table": "Bridge", "columns": ["name"],
+                               "where": [["name", "==", bridge], ["ports", "includes", port_uuid]]})
+        status["on_bridge"] = bool(holders[0]["rows"])
+    return status
+
+
+def wait_until_wired(db, bridge, name, timeout):
+    """:func:`port_status` once the agent has tagged the port (not 4095), or at *timeout*.
+
+    Each round asks the server to answer when the port's tag differs from the one last
+    seen (a ``wait`` with a timeout), so nothing polls and a quiet agent costs nothing.
+    """
+    deadline = time.monotonic() + timeout
+    status = port_status(db, bridge, name)
+    while status["on_bridge"] and not status["wired"]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        seen = status["tag"] if status["tag"] is not None else ["set", []]
+        try:
+            db.transact(_expect("Port", _named(name), ["tag"], [{"tag": seen}],
+                                timeout_ms=int(remaining * 1000), until="!="),
+                        extra_seconds=remaining)
+        except TransactionError as err:
+            if err.error != "timed out":
+                raise
+        status = port_status(db, bridge, name)
+    return status
+
+
+def host_identity(db):
+    """``system-id`` and ``hostname`` from the Open_vSwitch table's external_ids, if set."""
+    rows = db.transact({"op": "select", "table": "Open_vSwitch", "where": [],
+                        "columns": ["external_ids"]})[0]["rows"]
+    ids = _unmap(rows[0]["external_ids"]) if rows else {}
+    return {key: ids[key] for key in ("system-id", "hostname") if ids.get(key)}
