@@ -29,6 +29,7 @@ HOOK_FILE = "50_quantum_vnic"
 SUDOERS = "/etc/sudoers.d/50_vdsm_hook_quantum_vnic"
 VDSM_USER = "vdsm"
 COMMAND_TIMEOUT = 20
+OVSDB_TIMEOUT = 5.0
 REINSTALL = "reinstall the package: dnf reinstall quantum-vnic"
 
 
@@ -162,12 +163,14 @@ def check_agents(ctx):
 def check_ovsdb(ctx):
     if not ctx.uses("OPEN_VSWITCH"):
         return Result(SKIP, "Open vSwitch plugin not in use (%s)" % ctx.plugins_from)
+    from .errors import HookError
+
     remote = ctx.config.get("openvswitch", "ovsdb")
     try:
         ctx.facts["bridges"] = ovsdb_bridges(remote)
-    except OvsdbUnreachable as err:
-        return Result(FAIL, "cannot reach ovsdb-server at %s: %s" % (remote, err),
-                      "start Open vSwitch (systemctl start openvswitch) or fix [openvswitch] ovsdb")
+    except HookError as err:
+        return Result(FAIL, str(err), "start Open vSwitch (systemctl start openvswitch) or fix "
+                      "[openvswitch] ovsdb%s" % ("" if os.geteuid() == 0 else "; run doctor as root"))
     return Result(OK, "ovsdb-server answers at %s" % remote)
 
 
@@ -222,19 +225,13 @@ CHECKS = [
 # --- what the checks read from the host (read-only) --------------------------------
 
 
-class OvsdbUnreachable(Exception):
-    """ovsdb-server did not answer; str() says why."""
-
-
 def ovsdb_bridges(remote):
-    """Names of the bridges in the Open_vSwitch database at *remote*."""
-    done = _run(["ovs-vsctl", "--db=" + remote, "--timeout=5", "list-br"])
-    if done is None:
-        raise OvsdbUnreachable("ovs-vsctl not found (dnf install openvswitch)")
-    if done.returncode != 0:
-        # "ovs-vsctl: REMOTE: database connection failed (...)": keep what is news.
-        raise OvsdbUnreachable(_last_line(done).split(remote + ": ", 1)[-1])
-    return set(done.stdout.split())
+    """Names of the bridges in the Open_vSwitch database at *remote*; HookError if unreachable."""
+    from .host import ovsdb
+
+    with ovsdb.connect(remote, timeout=OVSDB_TIMEOUT) as db:
+        rows = db.transact({"op": "select", "table": "Bridge", "where": [], "columns": ["name"]})[0]["rows"]
+    return {row["name"] for row in rows}
 
 
 def agent_patch_state(path=None):
