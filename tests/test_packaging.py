@@ -24,7 +24,7 @@ HOOKS_DIR = "/usr/libexec/vdsm/hooks"
 PRIVILEGED = "/usr/libexec/quantum-vnic/quantum-vnic-privileged"
 SUDOERS = "/etc/sudoers.d/50_vdsm_hook_quantum_vnic"
 CONFIG = "/etc/vdsm/quantum_vnic.conf"
-REQUIRED = ("vdsm", "sudo", "python3-lxml", "python3-pyroute2", "python3-openvswitch", "python3-requests")
+REQUIRED = ("vdsm", "sudo", "patch", "python3-lxml", "python3-pyroute2", "python3-openvswitch", "python3-requests")
 # Build for a fixed Python so the expected paths do not depend on this host's.
 PYTHON3_VERSION = "3.9"
 SITELIB = "/usr/lib/python%s/site-packages" % PYTHON3_VERSION
