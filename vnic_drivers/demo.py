@@ -133,6 +133,8 @@ class Demo:
                 # pyroute2 forks helpers (taps in a namespace); one unwinding here must
                 # not clean up the parent's sandbox.
                 os._exit(1)
+            # A hook that died of the same Ctrl-C is the interrupt, not a hook failure.
+            code = self.stopped or code
             # A second Ctrl-C must not leave half a sandbox behind.
             for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)
