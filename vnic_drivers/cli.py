@@ -11,6 +11,8 @@ import sys
 # name -> (module, one-line help)
 COMMANDS = {
     "simulate": ("vnic_drivers.simulate", "run a hook as VDSM would, on a device XML file"),
+    "doctor": ("vnic_drivers.doctor", "check this host's install, agents, OVS and bridges"),
+    "demo": ("vnic_drivers.demo", "run the real hooks for a VM on a throwaway host (root)"),
     "agent-patch": ("vnic_drivers.agent_patch", "check, apply or revert the Linux Bridge agent's tap fix"),
 }
 

@@ -27,6 +27,7 @@ VDSM_DUMMY_BRIDGE = ";vdsmdummy;"
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # A conservative subset of what the kernel accepts: no '/', ':', whitespace or quotes,
 # and nothing a command line or an OVSDB condition could misread.
+# fullmatch, not match: "$" would accept a trailing newline ("eth0\n").
 _DEVICE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -55,7 +56,7 @@ def device_name(value, what, allow_dummy=False):
     """A Linux network device name that is safe everywhere it is used."""
     if allow_dummy and value == VDSM_DUMMY_BRIDGE:
         return value
-    if not isinstance(value, str) or not _DEVICE_RE.match(value):
+    if not isinstance(value, str) or not _DEVICE_RE.fullmatch(value):
         raise InputError(
             "%s=%s is not a valid device name: expected 1-%d characters of "
             "letters, digits, '_', '.', '-'" % (what, _shown(value), MAX_DEVICE_NAME)

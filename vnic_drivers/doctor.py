@@ -1,0 +1,381 @@
+"""``quantum-vnic doctor``: check this host the way an admin would after installing.
+
+One line per check: its status, what was found and, when something is wrong, the fix.
+``--json`` prints the same as one JSON object for tools. Exit 1 when a check failed
+(something blocks VM networking), else 0; warnings (works, but not as intended) and
+skipped checks do not change the exit code.
+
+Checks are the functions in :data:`CHECKS`, run in order; each gets the
+:class:`Context` and returns a :class:`Result`. Which plugin's checks apply is decided
+once: the plugins named with ``--plugin``, else those whose agent runs here, else both.
+Doctor only reads: it never changes the host (``quantum-vnic agent-patch apply`` does).
+"""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
+PLUGINS = ("LINUX_BRIDGE", "OPEN_VSWITCH")
+# Process names of the Quantum (Grizzly) and Neutron agents, per plugin.
+AGENTS = {
+    "LINUX_BRIDGE": ("neutron-linuxbridge-agent", "quantum-linuxbridge-agent"),
+    "OPEN_VSWITCH": ("neutron-openvswitch-agent", "quantum-openvswitch-agent"),
+}
+HOOKS_DIR = "/usr/libexec/vdsm/hooks"
+HOOK_FILE = "50_quantum_vnic"
+SUDOERS = "/etc/sudoers.d/50_vdsm_hook_quantum_vnic"
+VDSM_USER = "vdsm"
+COMMAND_TIMEOUT = 20
+OVSDB_TIMEOUT = 5.0
+REINSTALL = "reinstall the package: dnf reinstall quantum-vnic"
+
+
+class Result:
+    """The outcome of one check: status, one line of what was found, and the fix."""
+
+    def __init__(self, status, message, fix=None):
+        self.status = status
+        self.message = message
+        self.fix = fix
+
+    def as_dict(self, name):
+        return {"check": name, "status": self.status, "message": self.message, "fix": self.fix}
+
+
+class Context:
+    """What the checks share: paths (overridable for tests), the config, facts found."""
+
+    def __init__(self, args):
+        from . import config as config_module
+        from .errors import HookError
+
+        self.args = args
+        try:
+            self.config = config_module.load(args.config)
+            self.config_error = None
+        except HookError as err:
+            self.config = config_module.defaults()
+            self.config_error = str(err)
+        self.agents = running_agents()
+        if args.plugin:
+            self.plugins, self.plugins_from = tuple(args.plugin), "--plugin"
+        elif self.agents:
+            self.plugins, self.plugins_from = tuple(sorted(self.agents)), "running agents"
+        else:
+            self.plugins, self.plugins_from = PLUGINS, "no agent running: checking both"
+        self.facts = {}
+
+    def uses(self, plugin):
+        return plugin in self.plugins
+
+
+# --- the checks -------------------------------------------------------------------
+
+
+def check_config(ctx):
+    from . import config as config_module
+
+    path = ctx.args.config or os.environ.get(config_module.PATH_ENV) or config_module.DEFAULT_PATH
+    if ctx.config_error:
+        return Result(FAIL, ctx.config_error, "fix the file; every option and its default: "
+                      "/usr/share/doc/quantum-vnic*/README.md")
+    if not os.path.exists(path):
+        return Result(OK, "%s absent: built-in defaults apply" % path)
+    return Result(OK, "%s is valid" % path)
+
+
+def expected_hooks():
+    """The hook points the package installs a script for."""
+    from . import hook_main
+
+    return sorted(set(hook_main.HOOK_POINTS) | set(getattr(hook_main, "HOST_HOOK_POINTS", ())))
+
+
+def check_hooks(ctx):
+    hooks = expected_hooks()
+    problems = {hook: _file_problem(os.path.join(ctx.args.hooks_dir, hook, HOOK_FILE), executable=True)
+                for hook in hooks}
+    problems = {hook: problem for hook, problem in problems.items() if problem}
+    if len(problems) == len(hooks):
+        return Result(FAIL, "no hook installed: none of the %d %s/HOOK/%s is usable (%s)" % (
+            len(hooks), ctx.args.hooks_dir, HOOK_FILE, problems[hooks[0]]), REINSTALL)
+    if problems:
+        return Result(FAIL, "%d of %d hooks not usable: %s" % (
+            len(problems), len(hooks), "; ".join(problems.values())), REINSTALL)
+    return Result(OK, "%d hooks installed and executable in %s" % (len(hooks), ctx.args.hooks_dir))
+
+
+def check_sudoers(ctx):
+    path = ctx.args.sudoers
+    problem = _file_problem(path, mode=0o440) or _file_problem(ctx.args.privileged, executable=True)
+    if problem:
+        return Result(FAIL, problem, REINSTALL)
+    if os.geteuid() != 0:
+        return Result(SKIP, "run doctor as root to validate %s" % path)
+    done = _run(["visudo", "-cf", path])
+    if done is None:
+        return Result(FAIL, "visudo not found: sudo is not installed", "dnf install sudo")
+    if done.returncode != 0:
+        return Result(FAIL, "visudo -cf %s: %s" % (path, _last_line(done)), REINSTALL)
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        if ctx.args.privileged not in stream.read():
+            return Result(FAIL, "%s does not allow %s" % (path, ctx.args.privileged), REINSTALL)
+    return Result(OK, "%s is valid and allows %s" % (path, ctx.args.privileged))
+
+
+def check_privilege_path(ctx):
+    """vdsm -> sudo -n -> the entry point -> a read-only operation, for real."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return Result(SKIP, "run doctor as root to try the hooks' sudo path as %s" % VDSM_USER)
+    try:
+        pwd.getpwnam(VDSM_USER)
+    except KeyError:
+        return Result(FAIL, "user %s does not exist: VDSM runs the hooks as %s" % (VDSM_USER, VDSM_USER),
+                      "install vdsm (dnf install vdsm)")
+    done = _run(["setpriv", "--reuid=" + VDSM_USER, "--regid=" + VDSM_USER, "--init-groups", "--",
+                 "sudo", "-n", ctx.args.privileged, "link_state"], stdin='{"name": "lo"}')
+    if done is None or done.returncode != 0:
+        reason = "setpriv not found" if done is None else _last_line(done)
+        return Result(FAIL, "%s cannot run %s with sudo -n: %s" % (VDSM_USER, ctx.args.privileged, reason),
+                      "check %s is included by /etc/sudoers (#includedir /etc/sudoers.d)" % ctx.args.sudoers)
+    return Result(OK, "%s runs %s through sudo -n" % (VDSM_USER, ctx.args.privileged))
+
+
+def check_agents(ctx):
+    if not ctx.agents:
+        return Result(FAIL, "no Quantum agent is running (looked for %s)" % ", ".join(
+            name for names in AGENTS.values() for name in names),
+            "start the agent of your plugin: systemctl start neutron-openvswitch-agent "
+            "(or neutron-linuxbridge-agent)")
+    found = ", ".join("%s (pid %d)" % (name, pid) for _, (name, pid) in sorted(ctx.agents.items()))
+    missing = [plugin for plugin in ctx.plugins if plugin not in ctx.agents]
+    if missing:
+        return Result(FAIL, "running: %s; not running: the %s agent" % (found, " and ".join(missing)),
+                      "start it: systemctl start %s" % AGENTS[missing[0]][0])
+    return Result(OK, "running: %s" % found)
+
+
+def check_ovsdb(ctx):
+    if not ctx.uses("OPEN_VSWITCH"):
+        return Result(SKIP, "Open vSwitch plugin not in use (%s)" % ctx.plugins_from)
+    from .errors import HookError
+
+    remote = ctx.config.get("openvswitch", "ovsdb")
+    try:
+        ctx.facts["bridges"] = ovsdb_bridges(remote)
+    except HookError as err:
+        return Result(FAIL, str(err), "start Open vSwitch (systemctl start openvswitch) or fix "
+                      "[openvswitch] ovsdb%s" % ("" if os.geteuid() == 0 else "; run doctor as root"))
+    return Result(OK, "ovsdb-server answers at %s" % remote)
+
+
+def check_integration_bridge(ctx):
+    bridge = ctx.config.get("openvswitch", "integration_bridge")
+    if not ctx.uses("OPEN_VSWITCH"):
+        return Result(SKIP, "Open vSwitch plugin not in use (%s)" % ctx.plugins_from)
+    if "bridges" not in ctx.facts:
+        return Result(SKIP, "OVSDB unreachable: cannot look for %s" % bridge)
+    if bridge not in ctx.facts["bridges"]:
+        return Result(FAIL, "integration bridge %s does not exist in OVSDB" % bridge,
+                      "start neutron-openvswitch-agent (it creates it) or: ovs-vsctl add-br %s" % bridge)
+    return Result(OK, "integration bridge %s exists" % bridge)
+
+
+def check_dummy_bridge(ctx):
+    dummy = ctx.config.get("linux_bridge", "dummy_bridge")
+    if not ctx.uses("LINUX_BRIDGE"):
+        return Result(SKIP, "Linux Bridge plugin not in use (%s)" % ctx.plugins_from)
+    if ctx.config.get("linux_bridge", "mode") != "bridge":
+        return Result(SKIP, "not used: [linux_bridge] mode = %s" % ctx.config.get("linux_bridge", "mode"))
+    ports = bridge_ports(dummy)
+    if ports is None:
+        return Result(FAIL, "bridge %s does not exist: libvirt cannot create Linux Bridge vNICs" % dummy,
+                      "restart vdsmd (it creates it) or: ip link add '%s' type bridge" % dummy)
+    stuck = sorted(port for port in ports if port.startswith("tap"))
+    if stuck:
+        return Result(WARN, "%s holds %d tap(s) no agent moved: %s" % (dummy, len(stuck), ", ".join(stuck)),
+                      "check the Linux Bridge agent's log and quantum-vnic agent-patch check")
+    return Result(OK, "bridge %s exists, no tap left on it" % dummy)
+
+
+def check_agent_patch(ctx):
+    if not ctx.uses("LINUX_BRIDGE"):
+        return Result(SKIP, "Linux Bridge plugin not in use (%s)" % ctx.plugins_from)
+    return agent_patch_state(ctx.args.agent_file)
+
+
+CHECKS = [
+    ("config", check_config),
+    ("hooks", check_hooks),
+    ("sudoers", check_sudoers),
+    ("sudo path", check_privilege_path),
+    ("agents", check_agents),
+    ("ovsdb", check_ovsdb),
+    ("integration bridge", check_integration_bridge),
+    ("dummy bridge", check_dummy_bridge),
+    ("agent patch", check_agent_patch),
+]
+
+
+# --- what the checks read from the host (read-only) --------------------------------
+
+
+def ovsdb_bridges(remote):
+    """Names of the bridges in the Open_vSwitch database at *remote*; HookError if unreachable."""
+    from .host import ovsdb
+
+    with ovsdb.connect(remote, timeout=OVSDB_TIMEOUT) as db:
+        rows = db.transact({"op": "select", "table": "Bridge", "where": [], "columns": ["name"]})[0]["rows"]
+    return {row["name"] for row in rows}
+
+
+def agent_patch_state(path=None):
+    """The Linux Bridge agent patch's state (:mod:`vnic_drivers.agent_patch`)."""
+    from . import agent_patch
+    from .errors import HookError
+
+    try:
+        path = path or agent_patch.find_agent()
+    except HookError:
+        return Result(WARN, "the Linux Bridge agent's source was not found in the system's "
+                      "site-packages: cannot tell whether it is patched",
+                      "quantum-vnic doctor --agent-file PATH (the agent's .py file)")
+    try:
+        variant, state = agent_patch.identify(path)
+    except HookError as err:
+        return Result(WARN, str(err), "quantum-vnic agent-patch check PATH")
+    if state != agent_patch.PATCHED:
+        return Result(WARN, "%s (%s) is not patched: the agent will not move taps off the "
+                      "dummy bridge" % (path, variant.title), "quantum-vnic agent-patch apply")
+    return Result(OK, "%s (%s) is patched" % (path, variant.title))
+
+
+def running_agents(proc="/proc"):
+    """{plugin: (agent name, pid)} of the Quantum agents running on this host."""
+    by_name = {name: plugin for plugin, names in AGENTS.items() for name in names}
+    found = {}
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, entry, "cmdline"), "rb") as stream:
+                argv = stream.read().split(b"\0")
+        except OSError:
+            continue  # exited meanwhile, or not ours to read
+        # The agent itself, or "python3 /usr/bin/neutron-...-agent --config-file ...".
+        for arg in argv[:2]:
+            name = os.path.basename(arg.decode("utf-8", "replace"))
+            if name in by_name:
+                found.setdefault(by_name[name], (name, int(entry)))
+    return found
+
+
+def bridge_ports(bridge):
+    """Names of the devices enslaved to *bridge*, or None when it does not exist."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=bridge)
+        if not found:
+            return None
+        return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()
+                if link.get_attr("IFLA_MASTER") == found[0]]
+
+
+def _file_problem(path, mode=None, executable=False):
+    """Why *path* is not a root-owned regular file fit for its use, or None."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        return "%s: %s" % (path, err.strerror.lower())
+    if not stat.S_ISREG(info.st_mode):
+        return "%s is not a regular file" % path
+    if info.st_uid != 0:
+        return "%s is not owned by root" % path
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "%s is writable by group or others" % path
+    if mode is not None and stat.S_IMODE(info.st_mode) != mode:
+        return "%s has mode %04o, expected %04o" % (path, stat.S_IMODE(info.st_mode), mode)
+    if executable and not info.st_mode & stat.S_IXOTH:
+        return "%s is not executable by %s" % (path, VDSM_USER)
+    return None
+
+
+def _run(argv, stdin=None):
+    """Run *argv*; the CompletedProcess, or None when the program is not installed."""
+    try:
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                              timeout=COMMAND_TIMEOUT, check=False)
+    except FileNotFoundError:
+        return None
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 1, "", "no answer after %ds" % COMMAND_TIMEOUT)
+
+
+def _last_line(done):
+    lines = (done.stderr or done.stdout or "").strip().splitlines()
+    return lines[-1] if lines else "exit status %d" % done.returncode
+
+
+# --- the command ---------------------------------------------------------------------
+
+
+def add_arguments(parser):
+    from .host import DEFAULT_PRIVILEGED_COMMAND
+
+    parser.add_argument("--json", action="store_true", help="print one JSON object for tools")
+    parser.add_argument("--plugin", action="append", choices=PLUGINS,
+                        help="plugin this host serves (repeat); default: from the running agents")
+    parser.add_argument("--config", metavar="FILE",
+                        help="config file instead of /etc/vdsm/quantum_vnic.conf")
+    parser.add_argument("--hooks-dir", default=HOOKS_DIR, metavar="DIR",
+                        help="VDSM's hook directory (default: %(default)s)")
+    parser.add_argument("--sudoers", default=SUDOERS, metavar="FILE",
+                        help="the sudoers drop-in (default: %(default)s)")
+    parser.add_argument("--privileged", default=DEFAULT_PRIVILEGED_COMMAND, metavar="FILE",
+                        help="the privileged entry point (default: %(default)s)")
+    parser.add_argument("--agent-file", metavar="FILE",
+                        help="the Linux Bridge agent's .py file (default: looked for)")
+
+
+def diagnose(args):
+    """[(name, Result)] for every check, in order."""
+    ctx = Context(args)
+    results = []
+    for name, check in CHECKS:
+        try:
+            result = check(ctx)
+        except Exception as err:  # a check's bug must not hide the other checks
+            result = Result(FAIL, "check crashed: %s: %s" % (type(err).__name__, err),
+                            "please report this")
+        results.append((name, result))
+    return ctx, results
+
+
+def run(args):
+    ctx, results = diagnose(args)
+    failed = [name for name, result in results if result.status == FAIL]
+    if args.json:
+        json.dump({"ok": not failed, "plugins": list(ctx.plugins), "plugins_from": ctx.plugins_from,
+                   "checks": [result.as_dict(name) for name, result in results]},
+                  sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        from .log import one_line
+
+        width = max(len(name) for name, _ in results)
+        for name, result in results:
+            line = "%-4s  %-*s  %s" % (result.status, width, name, result.message)
+            if result.fix and result.status in (FAIL, WARN):
+                line += "; fix: " + result.fix
+            sys.stdout.write(one_line(line) + "\n")
+        sys.stdout.write("plugins: %s (%s); %s\n" % (
+            ", ".join(ctx.plugins), ctx.plugins_from,
+            "%d check(s) failed: VM networking is blocked" % len(failed) if failed
+            else "nothing blocks VM networking"))
+    return 1 if failed else 0
