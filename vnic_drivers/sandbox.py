@@ -138,6 +138,22 @@ class PrivateOvs:
         return done.stdout.strip()
 
 
+def links_of(ipr):
+    """{name: {"kind", "master", "up", "mtu"}} of every device *ipr* (an IPRoute) sees."""
+    raw = ipr.get_links()
+    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in raw}
+    found = {}
+    for link in raw:
+        info = link.get_attr("IFLA_LINKINFO")
+        found[link.get_attr("IFLA_IFNAME")] = {
+            "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
+            "master": names.get(link.get_attr("IFLA_MASTER")),
+            "up": bool(link["flags"] & 1),
+            "mtu": link.get_attr("IFLA_MTU"),
+        }
+    return found
+
+
 class Sandbox:
     """A network namespace and a temp directory, both removed by :meth:`delete`."""
 
@@ -203,18 +219,7 @@ class Sandbox:
     def links(self):
         """{name: {"kind", "master", "up", "mtu"}} of every device in the namespace."""
         with self.ipr() as ipr:
-            raw = ipr.get_links()
-            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in raw}
-            found = {}
-            for link in raw:
-                info = link.get_attr("IFLA_LINKINFO")
-                found[link.get_attr("IFLA_IFNAME")] = {
-                    "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
-                    "master": names.get(link.get_attr("IFLA_MASTER")),
-                    "up": bool(link["flags"] & 1),
-                    "mtu": link.get_attr("IFLA_MTU"),
-                }
-        return found
+            return links_of(ipr)
 
     def command(self, argv):
         """*argv* prefixed to run inside the namespace."""

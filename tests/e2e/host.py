@@ -68,19 +68,10 @@ class Host:
         """{name: {'master', 'mtu', 'kind', 'up'}} of every device in the netns."""
         from pyroute2 import NetNS
 
+        from vnic_drivers.sandbox import links_of
+
         with NetNS(self.netns) as ns:
-            raw = ns.get_links()
-            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in raw}
-            found = {}
-            for link in raw:
-                info = link.get_attr("IFLA_LINKINFO")
-                found[link.get_attr("IFLA_IFNAME")] = {
-                    "master": names.get(link.get_attr("IFLA_MASTER")),
-                    "mtu": link.get_attr("IFLA_MTU"),
-                    "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
-                    "up": bool(link["flags"] & 1),
-                }
-            return found
+            return links_of(ns)
 
     def ovs_ports(self, bridge=INTEGRATION_BRIDGE):
         return set(self.ovs.vsctl("list-ports", bridge).split())
