@@ -180,13 +180,16 @@ def linux_bridge_unplug(tap):
     tun/tap device is deleted: anything else of that name is not ours and is left.
     Returns ``tap``, ``existed``, ``deleted``, ``master`` (before deletion), ``kind``.
     """
+    result = {"tap": tap, "existed": False, "deleted": False, "master": None, "kind": None}
+    # The usual case: libvirt already deleted the tap. Tell without importing pyroute2.
+    if not link_exists(tap):
+        return result
     from pyroute2 import NetlinkError
 
     with _netlink("remove %s" % tap) as ipr:
         index = _lookup(ipr, tap)
         state = _read_link(ipr, index)
-        result = {"tap": tap, "existed": state is not None, "deleted": False,
-                  "master": None, "kind": None}
+        result["existed"] = state is not None
         if state is None:
             return result
         result["master"], result["kind"] = state[0], state[3]
