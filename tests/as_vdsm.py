@@ -8,9 +8,15 @@ user, a ``/etc/sudoers.d`` holding only ``packaging/sudoers``, and an overlay on
 that runs this checkout's package). Directories the command must reach but ``vdsm``
 cannot traverse (e.g. a Python under ``/root``) get a 0755 overlay, in that namespace only.
 
-Usage (as root): ``python3 tests/as_vdsm.py [--netns NS] [--root] WORKDIR -- COMMAND...``; run
-through :func:`run_as_vdsm`, which does the ``unshare``. Exit 77 with one line on stderr
-means the machine cannot do this (the caller skips).
+sudo resets the environment, so the root process reads ``/etc/vdsm/quantum_vnic.conf``
+whatever the caller sets, and takes the OVSDB remote and the integration bridge from it.
+That path is the test's config file (``--config``), bind-mounted; without one, a config
+whose OVSDB is a socket that does not exist: never the machine's own
+(``/var/run/openvswitch``) nor its ``br-int``.
+
+Usage (as root): ``python3 tests/as_vdsm.py [--netns NS] [--root] [--config FILE] WORKDIR --
+COMMAND...``; run through :func:`run_as_vdsm`, which does the ``unshare``. Exit 77 with
+one line on stderr means the machine cannot do this (the caller skips).
 """
 
 import argparse
@@ -18,6 +24,7 @@ import contextlib
 import itertools
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -26,6 +33,8 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRIVILEGED = "/usr/libexec/quantum-vnic/quantum-vnic-privileged"
+ROOT_CONFIG = "/etc/vdsm/quantum_vnic.conf"  # what the root process reads (sudo drops the env)
+NO_OVSDB = "no-ovsdb.sock"  # the remote of the default ROOT_CONFIG: nothing listens there
 SUDOERS_NAME = "50_vdsm_hook_quantum_vnic"
 VDSM_ID = 36  # vdsm's uid/gid on oVirt hosts
 CANNOT = 77
@@ -61,11 +70,13 @@ def workdir():
         shutil.rmtree(path, ignore_errors=True)
 
 
-def run_as_vdsm(workdir, argv, env=None, netns=None, input=None, timeout=60, as_root=False):
+def run_as_vdsm(workdir, argv, env=None, netns=None, input=None, timeout=60, as_root=False,
+                config=None):
     """Run *argv* as vdsm (see the module docstring); returns the CompletedProcess.
 
     With *as_root* the command stays root on that same host view (an admin's tool, such
-    as ``quantum-vnic doctor``, on a host where vdsm and the drop-in exist).
+    as ``quantum-vnic doctor``, on a host where vdsm and the drop-in exist). *config* is
+    the file seen at ``/etc/vdsm/quantum_vnic.conf`` (the root process's config).
     """
     command = ["unshare", "--mount", "--propagation", "private", "--",
                sys.executable, os.path.abspath(__file__)]
@@ -73,6 +84,8 @@ def run_as_vdsm(workdir, argv, env=None, netns=None, input=None, timeout=60, as_
         command += ["--netns", netns]
     if as_root:
         command += ["--root"]
+    if config:
+        command += ["--config", os.path.abspath(config)]
     return subprocess.run(command + [str(workdir), "--"] + list(argv), env=env, input=input,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -103,8 +116,22 @@ def _add_vdsm(workdir, uid):
         _mount("--bind", copy, "/etc/" + name)
 
 
+def _submounts(target):
+    """Mount points below *target* not below another of them (from /proc/self/mountinfo)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as stream:
+        # Field 5 is the mount point, with space, tab, newline and backslash as \ooo.
+        points = {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+                  for line in stream}
+    below = sorted(p for p in points if p.startswith(target.rstrip("/") + "/"))
+    return [p for p in below if not any(p.startswith(q + "/") for q in below)]
+
+
 def _overlay(workdir, target, mode, populate=None):
-    """An overlay on *target* whose own directory has *mode*; *populate(upper)* adds files."""
+    """An overlay on *target* whose own directory has *mode*; *populate(upper)* adds files.
+
+    An overlay shows only the file system under *target*, not what is mounted below it
+    (e.g. a container's /etc/hosts and /etc/resolv.conf): those are mounted again on top.
+    """
     base = os.path.join(workdir, "overlay-%d" % next(_OVERLAYS))
     upper, work = os.path.join(base, "upper"), os.path.join(base, "work")
     os.makedirs(upper)
@@ -112,8 +139,39 @@ def _overlay(workdir, target, mode, populate=None):
     os.chmod(upper, mode)
     if populate:
         populate(upper)
+    submounts = _submounts(target)
+    if submounts:  # keep them reachable while the overlay hides them
+        below = os.path.join(base, "below")
+        os.mkdir(below)
+        _mount("--rbind", target, below)
     _mount("-t", "overlay", "overlay", "-o",
            "lowerdir=%s,upperdir=%s,workdir=%s" % (target, upper, work), target)
+    for point in submounts:
+        _mount("--rbind", below + point[len(target.rstrip("/")):], point)
+
+
+def _root_config(workdir, config):
+    """Bind *config* at ROOT_CONFIG; without one, a config whose OVSDB is nowhere."""
+    if config is None:
+        config = os.path.join(workdir, "quantum_vnic.conf")
+        with open(config, "w", encoding="utf-8") as stream:
+            stream.write("[openvswitch]\novsdb = unix:%s\n" % os.path.join(workdir, NO_OVSDB))
+        os.chmod(config, 0o644)
+    if not os.path.exists(ROOT_CONFIG):
+        # A bind mount needs a file to mount on: add one (and its directory) by an
+        # overlay on the nearest directory that exists, /etc/vdsm or /etc.
+        parent = os.path.dirname(ROOT_CONFIG)
+        target = parent if os.path.isdir(parent) else os.path.dirname(parent)
+
+        def placeholder(upper):
+            path = os.path.join(upper, os.path.relpath(ROOT_CONFIG, target))
+            if not os.path.isdir(os.path.dirname(path)):
+                os.mkdir(os.path.dirname(path))
+                os.chmod(os.path.dirname(path), 0o755)  # vdsm's hooks read the file too
+            open(path, "w", encoding="utf-8").close()
+
+        _overlay(workdir, target, 0o755, placeholder)
+    _mount("--bind", config, ROOT_CONFIG)
 
 
 def _install_entry_point(upper):
@@ -156,6 +214,7 @@ def main():
     parser.add_argument("workdir")
     parser.add_argument("--netns")
     parser.add_argument("--root", action="store_true", help="stay root: do not become vdsm")
+    parser.add_argument("--config", help="the file the root process sees at " + ROOT_CONFIG)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -163,10 +222,14 @@ def main():
     if reason:
         sys.stderr.write("as_vdsm: %s\n" % reason)
         return CANNOT
+    if args.config and not os.path.isfile(args.config):
+        sys.stderr.write("as_vdsm: --config %s: no such file\n" % args.config)
+        return 2  # the test's mistake: not a reason to skip
     uid = vdsm_uid()
     # This run's files (seen only through the mounts): root's alone, fresh every run.
     private = tempfile.mkdtemp(prefix="ns-", dir=args.workdir)
     try:
+        _root_config(private, args.config)  # first: it may overlay /etc itself
         _add_vdsm(private, uid)
         _sudoers_dir(private)
         _overlay(private, "/usr/libexec", 0o755, _install_entry_point)

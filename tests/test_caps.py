@@ -95,22 +95,30 @@ def test_malformed_caps_one_line(ovs):
     assert len(run.stderr.splitlines()) == 1 and "not JSON" in run.stderr
 
 
-def privileged(remote):
-    """The sudo-side entry point as a process: JSON arguments in, JSON result out."""
+def privileged(remote, directory):
+    """The sudo-side entry point as a process: JSON arguments in, JSON result out.
+
+    The remote is not an argument: the entry point reads it from its own config (here
+    named by $QUANTUM_VNIC_CONF, which sudo would drop for /etc/vdsm/quantum_vnic.conf).
+    """
+    import os
     import subprocess
     import sys
 
     from tests.vdsm import REPO
 
+    config = os.path.join(directory, "quantum_vnic.conf")
+    with open(config, "w", encoding="utf-8") as stream:
+        stream.write("[openvswitch]\novsdb = %s\n" % remote)
+    env = dict(os.environ, PYTHONPATH=REPO, QUANTUM_VNIC_CONF=config)
     return subprocess.run([sys.executable, "-m", "vnic_drivers.host.privileged", "ovs_host_identity"],
-                          input=json.dumps({"ovsdb_remote": remote}), capture_output=True, text=True,
-                          cwd=REPO, check=False)
+                          input="{}", env=env, capture_output=True, text=True, cwd=REPO, check=False)
 
 
-def test_privileged_entry_point_answers_json(ovs):
+def test_privileged_entry_point_answers_json(ovs, tmp_path):
     set_ids(ovs, system_id=SYSTEM_ID)
-    done = privileged(ovs.remote)
+    done = privileged(ovs.remote, str(tmp_path))
     assert (done.returncode, done.stderr) == (0, "")
     assert json.loads(done.stdout) == {"system-id": SYSTEM_ID}
-    down = privileged("unix:/nonexistent/db.sock")
+    down = privileged("unix:/nonexistent/db.sock", str(tmp_path))
     assert down.returncode == 1 and len(down.stderr.splitlines()) == 1 and "unreachable" in down.stderr

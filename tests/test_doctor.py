@@ -214,3 +214,29 @@ def test_agent_patch_state(host):
     assert code == 0
     assert_healthy_but(checks, agent_patch="ok")
     assert "is patched" in checks["agent patch"]["message"]
+
+
+def test_config_option_holds_for_the_whole_process(tmp_path):
+    """What loads the config by itself in doctor's process (the privileged operations, in
+    process as root) reads the --config file too, not /etc/vdsm/quantum_vnic.conf."""
+    import textwrap
+
+    (tmp_path / "quantum_vnic.conf").write_text(
+        "[openvswitch]\novsdb = unix:%s\nintegration_bridge = br-doctor\n" % (tmp_path / "none.sock"))
+    script = textwrap.dedent("""
+        import contextlib, io, json, sys
+        from vnic_drivers import cli
+        from vnic_drivers.host import privileged
+        with contextlib.redirect_stdout(io.StringIO()):
+            cli.main(sys.argv[1:])
+        config = privileged.configuration()
+        print(json.dumps([config.path, config.get("openvswitch", "integration_bridge")]))
+    """)
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("QUANTUM_VNIC_CONF", None)
+    # A relative --config: what the process keeps is its absolute path.
+    done = subprocess.run([sys.executable, "-c", script, "doctor", "--plugin", "OPEN_VSWITCH",
+                           "--config", "quantum_vnic.conf", "--hooks-dir", str(tmp_path)],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout) == [str(tmp_path / "quantum_vnic.conf"), "br-doctor"]

@@ -2,9 +2,11 @@
 
 The entry point runs as its own process exactly as sudo starts it: an operation name in
 argv, a JSON object on stdin; it must refuse (exit 2, one line, nothing on stdout, no
-host access) unknown operations and every malformed argument. Then the real sudo path:
-a process of the user ``vdsm`` under the packaged sudoers drop-in (``tests/as_vdsm.py``)
-reaches the entry point, and nothing else, and cannot pass its environment through.
+host access) unknown operations and every malformed argument, and an OVSDB remote or a
+bridge from the caller (those come from its own config). Then the real sudo path: a
+process of the user ``vdsm`` under the packaged sudoers drop-in (``tests/as_vdsm.py``)
+reaches the entry point, and nothing else, and cannot pass its environment through: the
+root process reads its config at ``/etc/vdsm/quantum_vnic.conf`` whatever vdsm sets.
 """
 
 import json
@@ -26,8 +28,7 @@ ENTRY = [sys.executable, "-m", "vnic_drivers.host.privileged"]
 # The first of these an argument's validator accepts is its well-formed sample; this
 # works for validators added later without a table to keep up to date.
 CANDIDATES = [PORT_ID, "tap0a1b2c3d-4e", "brq7c9d1e2f-3a", "qbr0a1b2c3d-4e", "qvb0a1b2c3d-4e",
-              "qvo0a1b2c3d-4e", "br-int", "00:1a:4a:16:01:51", 1500, 0, False,
-              "unix:/nonexistent/db.sock"]
+              "qvo0a1b2c3d-4e", "br-int", "00:1a:4a:16:01:51", 1500, 0, False]
 # Values every argument of every operation must refuse.
 HOSTILE = ["", "tap0; reboot", "$(reboot)", "../../etc/passwd", "a\nb", "x" * 5000,
            {}, [], 10 ** 9]
@@ -37,10 +38,14 @@ BAD_IDS = ["0a1b2c3d", PORT_ID + "0", PORT_ID.replace("-", ""), PORT_ID[:-1] + "
            "' or 1=1 --", PORT_ID + ";reboot", 42, None]
 
 
-def entry(argv, stdin="{}", netns=None):
-    """Run the entry point as a process (in *netns*); (exit code, stdout, stderr lines)."""
+def entry(argv, stdin="{}", netns=None, config=None):
+    """Run the entry point as a process (in *netns*, with $QUANTUM_VNIC_CONF=*config*);
+    (exit code, stdout, stderr lines)."""
     command = (["ip", "netns", "exec", netns] if netns else []) + ENTRY + list(argv)
     env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("QUANTUM_VNIC_CONF", None)
+    if config:
+        env["QUANTUM_VNIC_CONF"] = config
     done = subprocess.run(command, input=stdin, env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=60, check=False)
     return done.returncode, done.stdout, done.stderr.strip().splitlines()
@@ -131,6 +136,42 @@ def test_every_argument_refuses_hostile_values(operation, param):
         assert param in str(caught.value) and "\n" not in str(caught.value)
 
 
+CONFIGURED = [name for name, op in sorted(privileged.OPERATIONS.items()) if op.configured]
+
+
+def test_ovs_operations_take_remote_and_bridge_from_config_only():
+    assert CONFIGURED == ["ovs_attach_tap", "ovs_host_identity", "ovs_hybrid_plug",
+                          "ovs_port_status", "ovs_unplug"]
+    for name in CONFIGURED:
+        operation = privileged.OPERATIONS[name]
+        assert not {"ovsdb_remote", "bridge"} & set(operation.params), name
+        assert operation.configured["ovsdb_remote"] == ("openvswitch", "ovsdb")
+        assert operation.configured.get("bridge", ("openvswitch", "integration_bridge")) \
+            == ("openvswitch", "integration_bridge")
+
+
+@pytest.mark.parametrize("operation", CONFIGURED)
+@pytest.mark.parametrize("param,value", [("ovsdb_remote", "unix:/var/run/openvswitch/db.sock"),
+                                         ("ovsdb_remote", "tcp:127.0.0.1:6640"),
+                                         ("bridge", "br-int"), ("bridge", "br-ex")])
+def test_caller_cannot_choose_the_remote_or_the_bridge(operation, param, value):
+    """Even well-formed: which OVSDB root talks to and which bridge it plugs into is not an argument."""
+    args = dict(good_args(operation), **{param: value})
+    assert_refused(entry([operation], json.dumps(args)), "unknown argument %s" % param)
+
+
+def test_config_that_does_not_load_is_one_line(tmp_path):
+    broken = tmp_path / "quantum_vnic.conf"
+    broken.write_text("[openvswitch]\novsdb = file:/etc/passwd\n")
+    code, stdout, lines = entry(["ovs_host_identity"], config=str(broken))
+    assert (code, stdout) == (1, "")  # the host's config, not the caller's input
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    assert lines[0].startswith("privileged side: config %s: [openvswitch] ovsdb" % broken), lines[0]
+    # Input is refused before the config is read; operations without config never read it.
+    assert_refused(entry(["ovs_unplug"], '{"port_id": "x"}', config=str(broken)), "port_id=")
+    assert entry(["link_state"], '{"name": "lo"}', config=str(broken))[0] == 0
+
+
 def test_refusal_happens_before_any_host_access():
     """No implementation module (pyroute2, ovs) is even imported for refused input."""
     script = textwrap.dedent("""
@@ -177,14 +218,18 @@ def vdsm_workdir():
         yield path
 
 
-def run_as_vdsm(workdir, script, env=None, netns=None):
-    """Run the Python *script* as vdsm with this checkout importable; returns its JSON."""
+def run_as_vdsm(workdir, script, env=None, netns=None, config=None):
+    """Run the Python *script* as vdsm with this checkout importable; returns its JSON.
+
+    *config* is what the root process finds at /etc/vdsm/quantum_vnic.conf (default:
+    an OVSDB remote where nothing listens).
+    """
     path = os.path.join(workdir, "shared", "script.py")
     with open(path, "w", encoding="utf-8") as stream:
         stream.write(textwrap.dedent(script))
     os.chmod(path, 0o644)
     env = dict(env or os.environ, PYTHONPATH=REPO)
-    done = as_vdsm.run_as_vdsm(workdir, [sys.executable, path], env=env, netns=netns)
+    done = as_vdsm.run_as_vdsm(workdir, [sys.executable, path], env=env, netns=netns, config=config)
     if done.returncode == as_vdsm.CANNOT:
         pytest.skip(done.stderr.strip())
     assert done.returncode == 0, done.stderr
@@ -226,15 +271,21 @@ def test_sudo_allows_the_entry_point_and_nothing_else(vdsm_workdir):
             "preserve env": rc(["sudo", "-n", "-E", PRIVILEGED, "link_state"]),
             "unknown operation": rc(["sudo", "-n", PRIVILEGED, "reboot"]),
             "bad name": rc(["sudo", "-n", PRIVILEGED, "link_state"], '{"name": "lo; reboot"}'),
+            "own remote": rc(["sudo", "-n", PRIVILEGED, "ovs_host_identity"],
+                             '{"ovsdb_remote": "unix:/run/user/36/evil.sock"}'),
+            "own bridge": rc(["sudo", "-n", PRIVILEGED, "ovs_unplug"],
+                             '{"port_id": "%s", "bridge": "br-ex"}'),
             "listed": subprocess.run(["sudo", "-n", "-l"], capture_output=True, text=True).stdout,
         }))
-    """ % as_vdsm.PRIVILEGED)
+    """ % (as_vdsm.PRIVILEGED, PORT_ID))
     for refused_by_sudo in ("other command", "a shell", "other user", "set env", "preserve env"):
         code, message = result[refused_by_sudo]
         assert code not in (0, 2) and message[0].startswith("sudo:"), (refused_by_sudo, message)
     # These reached the entry point, which refused them itself (exit 2).
     assert result["unknown operation"][0] == 2, result["unknown operation"]
     assert result["bad name"][0] == 2 and "name=" in result["bad name"][1][0]
+    assert result["own remote"] == [2, ["operation ovs_host_identity: unknown argument ovsdb_remote"]]
+    assert result["own bridge"] == [2, ["operation ovs_unplug: unknown argument bridge"]]
     listed = result["listed"].split("may run the following commands", 1)[1].splitlines()[1:]
     commands = [line.strip() for line in listed if line.strip()]
     assert commands == ["(root) NOPASSWD: %s" % as_vdsm.PRIVILEGED], result["listed"]
@@ -262,6 +313,49 @@ def test_caller_environment_does_not_reach_the_root_process(vdsm_workdir, netns)
     assert ran_as == [str(result["uid"])]  # the control ran it; the root process did not
 
 
+def write_config(path, text):
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.chmod(path, 0o644)  # the hooks (vdsm) read it too
+    return path
+
+
+def test_root_process_reads_its_own_config_not_the_callers(vdsm_workdir):
+    """Through sudo, OVSDB is the one in root's /etc/vdsm/quantum_vnic.conf, whatever vdsm sets."""
+    from tests import ovs_fixture
+
+    reason = ovs_fixture.skip_reason(vswitchd=False)
+    if reason:
+        pytest.skip(reason)
+    shared = os.path.join(vdsm_workdir, "shared")
+    system_id = "5a2c0e3e-8c3d-4f5e-9a1b-2c3d4e5f6a7b"
+    os.mkdir(os.path.join(vdsm_workdir, "ovs"))
+    with ovs_fixture.private_ovs(os.path.join(vdsm_workdir, "ovs"), vswitchd=False) as ovs:
+        ovs.vsctl("set", "Open_vSwitch", ".", "external_ids:system-id=" + system_id)
+        root_config = write_config(os.path.join(vdsm_workdir, "root.conf"),
+                                   "[openvswitch]\novsdb = %s\n" % ovs.remote)
+        callers = write_config(os.path.join(shared, "callers.conf"),
+                               "[openvswitch]\novsdb = unix:%s/callers.sock\n" % shared)
+        script = """
+            import json, os, subprocess
+            def identity(env):
+                done = subprocess.run(["sudo", "-n", %r, "ovs_host_identity"], input="{}",
+                                      env=env, capture_output=True, text=True)
+                return [done.returncode, done.stdout, done.stderr.strip()]
+            print(json.dumps({"own": identity(dict(os.environ, QUANTUM_VNIC_CONF=%r)),
+                              "plain": identity(dict(os.environ))}))
+        """ % (as_vdsm.PRIVILEGED, callers)
+        result = run_as_vdsm(vdsm_workdir, script, config=root_config)
+        # Without a config of the test's, the harness's names a socket where nothing listens.
+        unconfigured = run_as_vdsm(vdsm_workdir, script)
+    for answer in result.values():
+        assert answer[0] == 0 and json.loads(answer[1]) == {"system-id": system_id}, answer
+    assert unconfigured["own"] == unconfigured["plain"]  # the caller's file changes nothing
+    code, stdout, stderr = unconfigured["plain"]
+    assert (code, stdout) == (1, "") and as_vdsm.NO_OVSDB in stderr and "unreachable" in stderr
+    assert "/var/run/openvswitch" not in stderr
+
+
 def test_hooks_run_as_vdsm_wire_both_plugins_through_sudo(vdsm_workdir):
     """The real hooks as VDSM runs them (user vdsm) change the host only through sudo."""
     from vnic_drivers import demo, sandbox
@@ -277,9 +371,10 @@ def test_hooks_run_as_vdsm_wire_both_plugins_through_sudo(vdsm_workdir):
         box.start_ovs()
         box.add_bridge(";vdsmdummy;")
         box.add_bridge(linux_bridge_name(demo.NETWORK_ID))
-        config = os.path.join(shared, "quantum_vnic.conf")
-        with open(config, "w", encoding="utf-8") as stream:
-            stream.write("[openvswitch]\novsdb = %s\n" % box.ovs.remote)
+        # /etc/vdsm/quantum_vnic.conf for both sides, as on a host: the hooks (vdsm) read
+        # it for the XML, the root process for the OVSDB remote and the bridge.
+        config = write_config(os.path.join(shared, "quantum_vnic.conf"),
+                              "[openvswitch]\novsdb = %s\n" % box.ovs.remote)
         vnics = demo.demo_vnics()
 
         def hooks_as_vdsm(hook_point):
@@ -297,11 +392,11 @@ def test_hooks_run_as_vdsm_wire_both_plugins_through_sudo(vdsm_workdir):
                 results = []
                 for hook, path, properties in %r:
                     env = hook_environment(path, properties, {}, %r)
-                    env["QUANTUM_VNIC_CONF"] = %r
+                    env.pop("QUANTUM_VNIC_CONF", None)  # VDSM sets none: /etc/vdsm/quantum_vnic.conf
                     done = subprocess.run([sys.executable, hook], env=env, capture_output=True, text=True)
                     results.append((done.returncode, done.stderr))
                 print(json.dumps({"uid": os.getuid(), "results": results}))
-            """ % (calls, demo.VM_ID, config), netns=box.name)
+            """ % (calls, demo.VM_ID), netns=box.name, config=config)
             assert results["uid"] != 0
             for vnic, (code, stderr) in zip(vnics, results["results"]):
                 assert code == 0, (hook_point, vnic.plugin, stderr)

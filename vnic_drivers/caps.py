@@ -40,7 +40,8 @@ def update(config, logger=LOG):
     path = hooking.hook_file(hooking.JSON_ENV)
     caps = _read_caps(path)
     try:
-        identity = host_module.connect().call("ovs_host_identity", ovsdb_remote=config.get("openvswitch", "ovsdb"))
+        # Which OVSDB is the privileged side's own config's choice, not an argument.
+        identity = host_module.connect().call("ovs_host_identity")
     except HostError as err:
         logger.warning("%s; %s not reported", err, CAPS_KEY)
         return

@@ -358,6 +358,16 @@ def diagnose(args):
 
 
 def run(args):
+    if args.config:
+        from .config import PATH_ENV
+
+        # --config is for the whole process, not only for the checks: what loads the
+        # config by itself must read this same file, above all a privileged operation
+        # run in-process as root (it takes the OVSDB remote and the bridge from it).
+        # The variable is the one channel every part already honours (hooks, simulate);
+        # an in-process hand-over would be a second way to keep in step. sudo drops it
+        # (env_reset): through sudo, root reads /etc/vdsm/quantum_vnic.conf, as for VDSM.
+        os.environ[PATH_ENV] = os.path.abspath(args.config)
     ctx, results = diagnose(args)
     failed = [name for name, result in results if result.status == FAIL]
     if args.json:

@@ -21,6 +21,11 @@ the migration destination). After libvirt made the device, ``plug`` attaches the
 waiting until the agent moved it off the dead VLAN. ``unplug`` removes every port and
 device this driver may have made for the port id, whatever the mode: a config change
 between start and stop still leaves nothing behind.
+
+Host operations get the port id, never an OVSDB remote or a bridge: the privileged side
+takes ``[openvswitch] ovsdb`` and ``integration_bridge`` from its own config (through
+sudo, root's /etc/vdsm/quantum_vnic.conf). Here ``integration_bridge`` only goes into
+the XML for libvirt.
 """
 
 import logging
@@ -61,10 +66,6 @@ class OpenVSwitchDriver(VnicDriver):
                 domxml.remove_children(iface, "source")
         self.set_tap_and_mtu(iface, vnic)
 
-    def _port_args(self, vnic):
-        return {"ovsdb_remote": self._option("ovsdb"), "bridge": self._option("integration_bridge"),
-                "port_id": vnic.port_id}
-
     def _attached_mac(self, vnic, mode):
         if vnic.mac is None:
             raise InputError("the device XML has no <mac address>: %s plugging needs it for the "
@@ -74,21 +75,21 @@ class OpenVSwitchDriver(VnicDriver):
     def prepare(self, vnic):
         if self.mode(vnic) != HYBRID:
             return
-        done = self.host.call("ovs_hybrid_plug", mac=self._attached_mac(vnic, HYBRID), vm_id=vnic.vm_id,
-                              mtu=vnic.mtu, **self._port_args(vnic))
+        done = self.host.call("ovs_hybrid_plug", port_id=vnic.port_id, mac=self._attached_mac(vnic, HYBRID),
+                              vm_id=vnic.vm_id, mtu=vnic.mtu)
         if done is not None:  # None: a dry run
-            LOG.info("hybrid devices for port %s ready, %s on %s", vnic.port_id, done["port"],
-                     self._option("integration_bridge"))
+            # The bridge the privileged side used: its own config's, which the hook does not send.
+            LOG.info("hybrid devices for port %s ready, %s on %s", vnic.port_id, done["port"], done["bridge"])
 
     def plug(self, vnic):
         mode = self.mode(vnic)
         wait = self._option("wait_timeout")
         if mode == HOOK:
-            status = self.host.call("ovs_attach_tap", mac=self._attached_mac(vnic, HOOK), vm_id=vnic.vm_id,
-                                    mtu=vnic.mtu, wait=wait, **self._port_args(vnic))
+            status = self.host.call("ovs_attach_tap", port_id=vnic.port_id,
+                                    mac=self._attached_mac(vnic, HOOK), vm_id=vnic.vm_id, mtu=vnic.mtu,
+                                    wait=wait)
         else:
-            status = self.host.call("ovs_port_status", hybrid=mode == HYBRID, wait=wait,
-                                    **self._port_args(vnic))
+            status = self.host.call("ovs_port_status", port_id=vnic.port_id, hybrid=mode == HYBRID, wait=wait)
         if status is not None:  # None: a dry run
             self._report(vnic, mode, status, wait)
 
@@ -116,7 +117,7 @@ class OpenVSwitchDriver(VnicDriver):
                     where, wait, "none" if status["tag"] is None else status["tag"])
 
     def unplug(self, vnic):
-        result = self.host.call("ovs_unplug", ovsdb_remote=self._option("ovsdb"), port_id=vnic.port_id)
+        result = self.host.call("ovs_unplug", port_id=vnic.port_id)
         if result is None:
             return
         if result["kept"]:

@@ -4,6 +4,8 @@ steps composed into the coarse operations :mod:`.privileged` registers.
 Each is one call, so on the unprivileged path one ``sudo`` process does a whole hook's
 host work. Device names are derived here from the validated port id, so through sudo
 these operations can only ever touch ``qbr``/``qvb``/``qvo``/``tap`` + port[:11].
+``ovsdb_remote`` and ``bridge`` are never the caller's: :func:`.privileged.run` passes
+them from the privileged side's own config.
 """
 
 from .. import naming
@@ -33,7 +35,7 @@ def hybrid_plug(ovsdb_remote, bridge, port_id, mac, vm_id, mtu):
         except BaseException:
             netlink.undo_links(created)
             raise
-    return {"created": created, "port": qvo}
+    return {"created": created, "port": qvo, "bridge": bridge}
 
 
 def attach_tap(ovsdb_remote, bridge, port_id, mac, vm_id, mtu, wait):

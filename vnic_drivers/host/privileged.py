@@ -7,16 +7,22 @@ this entry point). Arguments are re-validated here whatever the caller did: this
 trusts nothing. An operation's implementation lives in :mod:`.netlink` (pyroute2) or
 :mod:`.ovsdb` (ovs bindings) and is imported only when that operation runs.
 
+What the caller must not choose at all (the OVSDB remote, the integration bridge) is not
+an argument: it comes from this side's own config (:func:`configuration`). Through sudo
+that is the root-owned ``/etc/vdsm/quantum_vnic.conf`` (``env_reset`` drops
+``$QUANTUM_VNIC_CONF``); in-process (root) the same file the hook read.
+
 Protocol of the entry point: ``quantum-vnic-privileged OPERATION`` with a JSON object of
 arguments on stdin; the JSON result on stdout, exit 0; or one line on stderr and exit 1
 (host error) / 2 (refused input).
 """
 
+import functools
 import json
 import sys
 
 from .. import naming
-from ..errors import HookError, InputError
+from ..errors import HookError, HostError, InputError
 
 
 def _optional(validate):
@@ -38,12 +44,6 @@ def _boolean(value, what):
     return value
 
 
-def _ovsdb_remote(value, what):
-    if not isinstance(value, str) or not value.startswith(("unix:", "tcp:", "ssl:")) or len(value) > 4096:
-        raise InputError("%s=%r: expected unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT" % (what, value))
-    return value
-
-
 DEVICE = naming.device_name
 BRIDGE = lambda value, what: naming.device_name(value, what, allow_dummy=True)  # noqa: E731
 UUID = naming.uuid
@@ -51,18 +51,22 @@ MAC = naming.mac
 MTU = naming.mtu
 SECONDS = _seconds
 BOOLEAN = _boolean
-OVSDB = _ovsdb_remote
 optional = _optional
 
 
 class Operation:
-    """One allowed host change: where it is implemented and how its arguments validate."""
+    """One allowed host change: where it is implemented and how its arguments validate.
 
-    def __init__(self, module, function, params, doc):
+    *params* are what the caller sends (each validated); *configured* maps further
+    arguments of the implementation to ``(section, option)`` of this side's config.
+    """
+
+    def __init__(self, module, function, params, doc, configured):
         self.module = module
         self.function = function
         self.params = params
         self.doc = doc
+        self.configured = configured
 
     def validate(self, name, args):
         if not isinstance(args, dict):
@@ -89,9 +93,9 @@ class Operation:
 OPERATIONS = {}
 
 
-def register(name, module, function, doc, /, **params):
+def register(name, module, function, doc, /, configured=None, **params):
     """Declare an allowed operation (called at import time below, nowhere else)."""
-    OPERATIONS[name] = Operation(module, function, params, doc)
+    OPERATIONS[name] = Operation(module, function, params, doc, dict(configured or {}))
 
 
 register(
@@ -136,43 +140,67 @@ register(
 
 
 # Open vSwitch: names are derived from port_id on this side (see host/ovs_plug.py), so
-# these can only touch qbr/qvb/qvo/tap + port[:11] and ports of those names.
-_OVS_PORT = dict(ovsdb_remote=OVSDB, bridge=DEVICE, port_id=UUID)
+# these can only touch qbr/qvb/qvo/tap + port[:11] and ports of those names. Which OVSDB
+# and which bridge is never the caller's choice (else vdsm could make root connect to any
+# unix socket it names, or add ports to any bridge): both come from this side's config.
+_REMOTE = {"ovsdb_remote": ("openvswitch", "ovsdb")}
+_REMOTE_AND_BRIDGE = dict(_REMOTE, bridge=("openvswitch", "integration_bridge"))
 register(
     "ovs_hybrid_plug",
     "ovs_plug",
     "hybrid_plug",
-    "create qbr/qvb/qvo for a port and put qvo on the bridge; undone on failure",
-    mac=MAC, vm_id=optional(UUID), mtu=optional(MTU), **_OVS_PORT,
+    "create qbr/qvb/qvo for a port and put qvo on the integration bridge; undone on failure",
+    configured=_REMOTE_AND_BRIDGE,
+    port_id=UUID, mac=MAC, vm_id=optional(UUID), mtu=optional(MTU),
 )
 register(
     "ovs_attach_tap",
     "ovs_plug",
     "attach_tap",
-    "put the port's existing tap on the bridge with the agent's external_ids",
-    mac=MAC, vm_id=optional(UUID), mtu=optional(MTU), wait=SECONDS, **_OVS_PORT,
+    "put the port's existing tap on the integration bridge with the agent's external_ids",
+    configured=_REMOTE_AND_BRIDGE,
+    port_id=UUID, mac=MAC, vm_id=optional(UUID), mtu=optional(MTU), wait=SECONDS,
 )
 register(
     "ovs_port_status",
     "ovs_plug",
     "port_status",
     "read the port's bridge, iface-id and VLAN tag, optionally waiting for the agent (read-only)",
-    hybrid=BOOLEAN, wait=SECONDS, **_OVS_PORT,
+    configured=_REMOTE_AND_BRIDGE,
+    port_id=UUID, hybrid=BOOLEAN, wait=SECONDS,
 )
 register(
     "ovs_unplug",
     "ovs_plug",
     "unplug",
     "remove the port's qvo/tap OVS ports and its qbr/qvb/qvo devices; idempotent",
-    ovsdb_remote=OVSDB, port_id=UUID,
+    configured=_REMOTE,
+    port_id=UUID,
 )
 register(
     "ovs_host_identity",
     "ovs_plug",
     "host_identity",
     "read system-id and hostname from the Open_vSwitch table (read-only)",
-    ovsdb_remote=OVSDB,
+    configured=_REMOTE,
 )
+
+
+# Loaded on first use by an operation that needs it, then kept for the process (the entry
+# point runs one operation; a root hook process a few). A failure is not kept.
+@functools.lru_cache(maxsize=None)
+def configuration():
+    """The config this side reads itself: ``$QUANTUM_VNIC_CONF`` or /etc/vdsm/quantum_vnic.conf.
+
+    Through sudo the variable never arrives (``env_reset``), so that is root's own file.
+    A file that does not load is a host problem, not the caller's input: HostError.
+    """
+    from .. import config
+
+    try:
+        return config.load()
+    except InputError as err:
+        raise HostError("privileged side: %s" % err) from None
 
 
 def validate(name, args):
@@ -188,6 +216,9 @@ def validate(name, args):
 def run(name, args):
     """Validate *args* for operation *name* and run it in this process (must be root)."""
     operation, clean = validate(name, args)
+    # After validation: refused input never loads the config (nor touches the host).
+    for param, (section, option) in operation.configured.items():
+        clean[param] = configuration().get(section, option)
     return operation.implementation()(**clean)
 
 
