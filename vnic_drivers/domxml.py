@@ -48,16 +48,6 @@ def mac_address(iface):
     return None if mac is None else mac.get("address")
 
 
-def target_dev(iface):
-    target = iface.find("target")
-    return None if target is None else target.get("dev")
-
-
-def source_bridge(iface):
-    source = iface.find("source")
-    return None if source is None else source.get("bridge")
-
-
 def _place(iface, child):
     """Insert *child* after the last sibling that libvirt writes before it."""
     rank = _CHILD_ORDER.index(child.tag)

@@ -63,9 +63,3 @@ def write_bytes_atomically(path, data):
         except OSError:
             pass
         raise HookError("cannot write %s: %s" % (path, err.strerror)) from None
-
-
-def property_value(name, environ=None):
-    """A custom property as VDSM passes it, or None when absent."""
-    environ = os.environ if environ is None else environ
-    return environ.get(name)
