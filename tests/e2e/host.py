@@ -1,6 +1,9 @@
 """The e2e host: a test network namespace holding a private OVS, the bridges a real host
 has (VDSM's dummy bridge, a Linux Bridge agent's ``brq…``) and a private libvirtd.
 
+Two such hosts joined by :func:`linked` (a veth pair with private addresses, inside the
+two test namespaces only) are a source and a destination for live migration.
+
 Installs nothing: :func:`check` says what is missing, for the caller to skip or fail on.
 Used by ``tests/e2e/conftest.py`` and by ``bench/vm_start.py``.
 """
@@ -22,6 +25,10 @@ from tests.ovs_fixture import private_ovs
 from tests.ovs_fixture import skip_reason as ovs_missing
 
 AGENT_BRIDGE = "brq" + NETWORK_ID[:11]
+# The migration link between two test hosts: a veth pair and a /30 that exists only in
+# the two test namespaces (nothing routes it anywhere else).
+MIGRATION_LINK = "qvnic-mig"
+MIGRATION_ADDRESSES = ("192.168.250.1", "192.168.250.2")
 
 
 def check():
@@ -112,3 +119,27 @@ def running(root):
         cleanup.callback(libvirtd.stop)
         libvirtd.start()
         yield host
+
+
+@contextlib.contextmanager
+def linked(source, destination):
+    """A veth pair between the two hosts' namespaces, addressed with
+    :data:`MIGRATION_ADDRESSES` (source's, destination's), up; removed on the way out."""
+    from pyroute2 import NetNS
+
+    with NetNS(source.netns) as ns:
+        ns.link("add", ifname=MIGRATION_LINK, kind="veth", peer=MIGRATION_LINK + "1")
+        ns.link("set", index=ns.link_lookup(ifname=MIGRATION_LINK + "1")[0], net_ns_fd=destination.netns)
+    try:
+        for host, address, name in ((source, MIGRATION_ADDRESSES[0], MIGRATION_LINK),
+                                    (destination, MIGRATION_ADDRESSES[1], MIGRATION_LINK + "1")):
+            with NetNS(host.netns) as ns:
+                for device in ("lo", name):
+                    ns.link("set", index=ns.link_lookup(ifname=device)[0], state="up")
+                ns.addr("add", index=ns.link_lookup(ifname=name)[0], address=address, prefixlen=30)
+        yield MIGRATION_ADDRESSES
+    finally:
+        with NetNS(source.netns) as ns:
+            found = ns.link_lookup(ifname=MIGRATION_LINK)
+            if found:
+                ns.link("del", index=found[0])  # takes its peer with it

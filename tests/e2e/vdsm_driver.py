@@ -10,7 +10,15 @@ for devices that carry custom properties; each hook point runs only if installed
   transient), then ``after_device_create`` per device;
 - hot-plug: ``before_nic_hotplug``, ``attachDevice`` with the XML the hook produced,
   then ``after_nic_hotplug`` (or ``after_nic_hotplug_fail`` if libvirt refused);
-- destroy: ``destroy``, then ``after_device_destroy`` per device.
+- destroy: ``destroy``, then ``after_device_destroy`` per device;
+- live migration (:meth:`Vdsm.migrate`, VDSM's ``migrationCreate`` on the destination and
+  ``MigrationSourceThread`` on the source): on the destination
+  ``before_device_migrate_destination`` per device with the device's XML as the source's
+  live domain has it (VDSM discards what the hook leaves), libvirt's peer-to-peer live
+  migration (``migrateToURI3`` with ``VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_LIVE``, as VDSM
+  calls it), then ``after_device_migrate_destination`` per device with that same XML;
+  on the source ``after_device_destroy`` per device with an empty file (VDSM's
+  ``dev._deviceXML`` is ``None`` for a device that was never hot-plugged or updated).
 
 A failing ``before_*`` hook with exit code 2 aborts the operation (:class:`HookAborted`),
 like VDSM; every other failure is recorded in :attr:`Vdsm.failures` (VDSM would log it),
@@ -18,6 +26,7 @@ so that tests can insist there were none.
 """
 
 import os
+import time
 import uuid
 
 from tests.vdsm import HOOKS_DIR, run_hook
@@ -120,18 +129,64 @@ class Vdsm:
         for nic in vm.nics:
             self._device_hook("after_device_destroy", vm, nic)
 
-    def _device_hook(self, hook_point, vm, nic):
-        """Run one device hook point for *nic*; keep the XML it leaves, as VDSM does."""
+    def migrate(self, vm, destination, destination_uri, migration_uri):
+        """Live-migrate running *vm* to the host that *destination* (another :class:`Vdsm`)
+        drives. *destination_uri* is how this host's libvirtd reaches the destination's
+        (peer to peer), *migration_uri* where QEMU sends the guest's state. Returns how long
+        libvirt's migration took, in seconds.
+
+        If libvirt fails, the destination's hooks undo their preparation
+        (``after_device_destroy``, as VDSM's destination does when the incoming VM dies)
+        and the guest keeps running here.
+        """
+        import libvirt
+
+        source_xml = live_device_xml(vm.domain)
+        for nic in vm.nics:
+            destination._device_hook("before_device_migrate_destination", vm, nic,
+                                     xml=source_xml[nic.mac], keep=False)
+        started = time.monotonic()
+        try:
+            vm.domain.migrateToURI3(destination_uri, {libvirt.VIR_MIGRATE_PARAM_URI: migration_uri, libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 10000},
+                                    libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER)
+        except libvirt.libvirtError:
+            for nic in vm.nics:
+                destination._device_hook("after_device_destroy", vm, nic, xml=source_xml[nic.mac])
+            raise
+        took = time.monotonic() - started
+        self.running.remove(vm)
+        vm.domain = destination.conn.lookupByUUIDString(vm.uuid)
+        destination.running.append(vm)
+        for nic in vm.nics:
+            nic.xml = source_xml[nic.mac]  # the destination's dev._deviceXML from now on
+            destination._device_hook("after_device_migrate_destination", vm, nic)
+        for nic in vm.nics:
+            self._device_hook("after_device_destroy", vm, nic, xml="", keep=False)
+        return took
+
+    def _device_hook(self, hook_point, vm, nic, xml=None, keep=True):
+        """Run one device hook point for *nic* on *xml* (default: the NIC's current XML);
+        with *keep*, the NIC's XML is what the hook left, as VDSM does."""
         if not nic.properties or not os.path.exists(os.path.join(HOOKS_DIR, hook_point)):
             return
-        run = run_hook(hook_point, nic.xml, nic.properties, vm_properties=vm.properties,
+        run = run_hook(hook_point, nic.xml if xml is None else xml, nic.properties, vm_properties=vm.properties,
                        vm_id=vm.uuid, config=self.hook_config, netns=self.netns)
         self.runs.append((hook_point, nic, run))
         if run.returncode != 0:
             self.failures.append((hook_point, nic, run))
             if hook_point.startswith("before_") and run.returncode == EXIT_STOP:
                 raise HookAborted("%s for %r: %s" % (hook_point, nic, run.stderr.strip()))
-        nic.xml = run.after.decode("utf-8")
+        if keep:
+            nic.xml = run.after.decode("utf-8")
+
+
+def live_device_xml(domain):
+    """{MAC: the ``<interface>`` XML} of a running domain, as libvirt reports it now."""
+    from lxml import etree
+
+    root = etree.fromstring(domain.XMLDesc(0).encode("utf-8"))
+    return {iface.find("mac").get("address"): etree.tostring(iface, encoding="unicode").strip()
+            for iface in root.iterfind("devices/interface")}
 
 
 def _strip_declaration(xml):
