@@ -78,7 +78,7 @@ class Context:
 def check_config(ctx):
     from . import config as config_module
 
-    path = ctx.args.config or os.environ.get(config_module.PATH_ENV) or config_module.DEFAULT_PATH
+    path = ctx.args.config or config_module.selected_path()
     if ctx.config_error:
         return Result(FAIL, ctx.config_error, "fix the file; every option and its default: "
                       "/usr/share/doc/quantum-vnic*/README.md")
@@ -362,15 +362,13 @@ def diagnose(args):
 
 def run(args):
     if args.config:
-        from .config import PATH_ENV
+        from .config import select
 
         # --config is for the whole process, not only for the checks: what loads the
         # config by itself must read this same file, above all a privileged operation
         # run in-process as root (it takes the OVSDB remote and the bridge from it).
-        # The variable is the one channel every part already honours (hooks, simulate);
-        # an in-process hand-over would be a second way to keep in step. sudo drops it
-        # (env_reset): through sudo, root reads /etc/vdsm/quantum_vnic.conf, as for VDSM.
-        os.environ[PATH_ENV] = os.path.abspath(args.config)
+        # Through sudo, root reads /etc/vdsm/quantum_vnic.conf, as for VDSM.
+        select(args.config)
     ctx, results = diagnose(args)
     failed = [name for name, result in results if result.status == FAIL]
     if args.json:
