@@ -66,9 +66,12 @@ def _stand_in(host, conn):
     test found it, no device, OVS port or bridge left behind."""
     before = host.snapshot()
     driver = Vdsm(conn, host.netns, QEMU, hook_config=host.hook_config())
-    yield driver
-    for vm in list(driver.running):
-        driver.destroy(vm)
+    try:
+        yield driver
+        for vm in list(driver.running):
+            driver.destroy(vm)
+    finally:
+        driver.close()
     assert driver.failures == [], "hooks failed: %r" % driver.failures
     assert host.snapshot() == before
 

@@ -16,6 +16,7 @@ import pwd
 import shutil
 import uuid
 
+from tests import vdsm_runner
 from tests.conftest import NETWORK_ID
 from tests.e2e import procs
 from tests.e2e.libvirtd import LIBVIRTD, QEMU, QEMU_GROUP, QEMU_USER, PrivateLibvirtd
@@ -38,6 +39,9 @@ def check():
         raise procs.Unavailable("needs root: it runs libvirtd and creates network namespaces")
     if not os.path.exists("/dev/net/tun"):
         raise procs.Unavailable("needs /dev/net/tun: libvirt creates the guests' taps with it")
+    runner_missing = vdsm_runner.skip_reason()
+    if runner_missing:
+        raise procs.Unavailable(runner_missing)
     missing = [path for path in (LIBVIRTD, QEMU) if not os.path.exists(path)]
     missing += [name for name in ("ip", "unshare", "mount") if shutil.which(name) is None]
     ovs_problem = ovs_missing()
@@ -60,16 +64,20 @@ def check():
 class Host:
     """What the tests see: the netns, OVS and libvirtd, and read-only views of the netns."""
 
-    def __init__(self, netns, ovs, libvirtd):
+    def __init__(self, root, netns, ovs, libvirtd):
+        self.root = root
         self.netns = netns
         self.ovs = ovs
         self.libvirtd = libvirtd
 
     def hook_config(self, **openvswitch):
-        """The hooks' config file: the OVSDB they talk to is the private one, and the
-        given ``[openvswitch]`` options."""
+        """The hooks' config file: the OVSDB they talk to is the private one, the libvirt
+        they ask for a MAC the private libvirtd, their records under this host's directory
+        (as ``/run`` is a host's own), and the given ``[openvswitch]`` options."""
+        hook = {"state_dir": os.path.join(self.root, "hook-state"), "libvirt_uri": self.libvirtd.uri}
         options = dict(openvswitch, ovsdb=self.ovs.remote)
-        return "[openvswitch]\n" + "".join("%s = %s\n" % item for item in sorted(options.items()))
+        return "".join("[%s]\n" % section + "".join("%s = %s\n" % item for item in sorted(values.items()))
+                       for section, values in (("hook", hook), ("openvswitch", options)))
 
     def links(self):
         """{name: {'master', 'mtu', 'kind', 'up'}} of every device in the netns."""
@@ -112,7 +120,7 @@ def running(root):
         os.makedirs(os.path.join(root, "ovs"))
         ovs = cleanup.enter_context(private_ovs(os.path.join(root, "ovs"), netns=netns))
         libvirtd = PrivateLibvirtd(os.path.join(root, "libvirt"), netns, ovs_rundir=ovs.directory)
-        host = Host(netns, ovs, libvirtd)
+        host = Host(root, netns, ovs, libvirtd)
         bridges = Topology(netns)
         bridges.add_bridge(DUMMY_BRIDGE)  # VDSM's placeholder, as on every VDSM host
         bridges.add_bridge(AGENT_BRIDGE)  # what the Linux Bridge agent makes per network

@@ -53,10 +53,13 @@ def test_live_migration_of_all_three_kinds(e2e_host, peer_host, vdsm, peer_vdsm)
     # ... and nothing of it is left on the source.
     assert e2e_host.snapshot() == source_before
 
-    source_xml = {nic.mac: nic.xml for nic in nics}  # the source's live device XML
     for nic in nics:
-        on_destination = [(point, run.before.decode()) for point, each, run in peer_vdsm.runs if each is nic]
-        assert on_destination == [("before_device_migrate_destination", source_xml[nic.mac]),
-                                  ("after_device_migrate_destination", source_xml[nic.mac])]
+        # The destination's hooks got the source's live device XML (now the device's
+        # XML for the destination's VDSM) ...
+        on_destination = [(point, run.before) for point, each, run in peer_vdsm.runs if each is nic]
+        assert on_destination == [("before_device_migrate_destination", nic.device_xml),
+                                  ("after_device_migrate_destination", nic.device_xml)]
+        assert 'dev="%s"' % tap_of(nic) in nic.device_xml.replace("'", '"')
+        # ... the source's after_device_destroy none (VDSM's runner: an empty file).
         point, _, run = [entry for entry in vdsm.runs if entry[1] is nic][-1]
-        assert (point, run.before) == ("after_device_destroy", b"")
+        assert (point, run.before) == ("after_device_destroy", None)
