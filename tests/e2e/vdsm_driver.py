@@ -2,10 +2,16 @@
 
 The hooks run through VDSM's own hook runner (``../shared/vdsm``, ``vdsm.common.hooks``)
 over a hook tree laid out as the RPM installs it (:class:`tests.vdsm_runner.HookTree`: one
-``<hook_point>/50_quantum_vnic`` per ``hooks/<hook_point>``, entering the host's network
-namespace, the host's config as the hook's argument). VDSM's runner makes the temp file
-(empty for ``None``), the environment (device custom properties, the VM's over them,
-``vmId``, ``_hook_domxml``) and decides on the exit codes.
+``<hook_point>/50_quantum_vnic`` per ``hooks/<hook_point>``, the host's config as the
+hook's argument). VDSM's runner makes the temp file (empty for ``None``), the environment
+(device custom properties, the VM's over them, ``vmId``, ``_hook_domxml``) and decides on
+the exit codes.
+
+VDSM runs in its host's network namespace, and so does the runner here: every call into
+it is made from a worker thread that entered the test host's namespace (``setns`` is per
+thread, and the hook processes the runner starts inherit the thread's namespace). So the
+scripts need not enter it themselves, which would cost each hook process an import of
+pyroute2 (about as long as the rest of a hook run).
 
 What VDSM's ``vm.py`` does, and so this does, with the same arguments (device hooks run
 only for devices that carry custom properties; ``vmconf`` is ``{"vmId", "custom": VM
@@ -40,11 +46,13 @@ tests can insist there were none.
 
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.vdsm_runner import HookTree, vdsm_hooks
 
@@ -145,7 +153,10 @@ class Vdsm:
         self.netns = netns
         self.emulator = emulator
         self._directory = tempfile.mkdtemp(prefix="qvnic-vdsm-")
-        self.tree = HookTree(self._directory, config=hook_config, netns=netns)
+        self.tree = HookTree(self._directory, config=hook_config)
+        # Threads in the host's netns that call VDSM's runner (several: VMs start at once).
+        self._in_netns = ThreadPoolExecutor(4, thread_name_prefix="vdsm-" + netns,
+                                            initializer=_enter_netns, initargs=(netns,))
         self.runs = []  # (hook point, nic, HookRun) of every hook run, in order
         self.failures = []
         self.running = []  # VMs started and not destroyed yet
@@ -160,6 +171,8 @@ class Vdsm:
         self.tree.write_config(config)
 
     def close(self):
+        """End the threads (and so their hold on the netns); remove the hook tree."""
+        self._in_netns.shutdown()
         shutil.rmtree(self._directory, ignore_errors=True)
 
     def start(self, vm):
@@ -248,6 +261,9 @@ class Vdsm:
         left (*xml* when none ran)."""
         if not nic.properties:
             return xml
+        return self._in_netns.submit(self._run_device_hook, hook_point, vm, nic, xml).result()
+
+    def _run_device_hook(self, hook_point, vm, nic, xml):
         with _installed(self.tree) as hooks, _ScriptRuns() as scripts:
             from vdsm.common.exception import HookError
 
@@ -263,6 +279,16 @@ class Vdsm:
                 if after is None:  # VDSM's runner raised: VDSM aborts
                     raise HookAborted("%s for %r: %s" % (hook_point, nic, stderr.strip()))
         return after
+
+
+def _enter_netns(netns):
+    """Move the calling thread into network namespace *netns* (never create it), and
+    make sure it is there: a hook run elsewhere would change the machine's own network."""
+    from pyroute2 import netns as pyroute2_netns
+
+    pyroute2_netns.setns(netns, flags=0)
+    if os.stat("/proc/thread-self/ns/net").st_ino != os.stat("/run/netns/" + netns).st_ino:
+        raise RuntimeError("thread %s is not in network namespace %s" % (threading.get_ident(), netns))
 
 
 # VDSM's runner finds the hooks under its module-level P_VDSM_HOOKS and logs each run at
