@@ -70,11 +70,16 @@ class Host:
         self.ovs = ovs
         self.libvirtd = libvirtd
 
+    @property
+    def hook_state_dir(self):
+        """Where the hooks on this host keep their records (``[hook] state_dir``)."""
+        return os.path.join(self.root, "hook-state")
+
     def hook_config(self, **openvswitch):
         """The hooks' config file: the OVSDB they talk to is the private one, the libvirt
         they ask for a MAC the private libvirtd, their records under this host's directory
         (as ``/run`` is a host's own), and the given ``[openvswitch]`` options."""
-        hook = {"state_dir": os.path.join(self.root, "hook-state"), "libvirt_uri": self.libvirtd.uri}
+        hook = {"state_dir": self.hook_state_dir, "libvirt_uri": self.libvirtd.uri}
         options = dict(openvswitch, ovsdb=self.ovs.remote)
         return "".join("[%s]\n" % section + "".join("%s = %s\n" % item for item in sorted(values.items()))
                        for section, values in (("hook", hook), ("openvswitch", options)))
@@ -98,9 +103,12 @@ class Host:
         return {name: dict(ids[1]) for name, ids in table["data"]}
 
     def snapshot(self):
-        """What a VM may leave behind: device names in the netns, ports of each OVS bridge."""
+        """What a VM may leave behind: device names in the netns, ports of each OVS bridge,
+        the hooks' records."""
         bridges = self.ovs.vsctl("list-br").split()
-        return {"devices": set(self.links()), "ovs": {bridge: self.ovs_ports(bridge) for bridge in bridges}}
+        records = set(os.listdir(self.hook_state_dir)) if os.path.isdir(self.hook_state_dir) else set()
+        return {"devices": set(self.links()), "ovs": {bridge: self.ovs_ports(bridge) for bridge in bridges},
+                "records": records}
 
 
 @contextlib.contextmanager
