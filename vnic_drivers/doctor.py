@@ -212,8 +212,17 @@ def check_agent_patch(ctx):
     return agent_patch_state(ctx.args.agent_file)
 
 
+def check_binding_host(ctx):
+    """What after_get_caps reports: the engine binds this host's ports to it."""
+    from .binding_host import binding_host_id
+
+    found = ["%s: %s (%s)" % ((plugin,) + binding_host_id(ctx.config, plugin)) for plugin in ctx.plugins]
+    return Result(OK, "ports bind to " + "; ".join(found))
+
+
 CHECKS = [
     ("config", check_config),
+    ("binding host id", check_binding_host),
     ("hooks", check_hooks),
     ("sudoers", check_sudoers),
     ("sudo path", check_privilege_path),
