@@ -78,8 +78,9 @@ def _absolute_path(value, what):
 def _http_url(value, what):
     value = value.strip()
     if not (value.startswith("http://") or value.startswith("https://")) or "@" in value.split("/")[2]:
-        raise InputError("%s=%r: expected http://HOST:PORT or https://HOST:PORT (no user:password@)"
-                         % (what, value))
+        shown = value if "@" not in value else "<not shown: it has user:password@>"
+        raise InputError("%s=%s: expected http://HOST:PORT or https://HOST:PORT (no user:password@)"
+                         % (what, shown))
     return value.rstrip("/")
 
 

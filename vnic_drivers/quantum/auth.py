@@ -180,6 +180,22 @@ def _unsafe(status, owners):
     return None
 
 
+def _read_if_safe(fd, owners):
+    """(why not, None) or (None, the content) of the open file *fd*, which is closed."""
+    try:
+        problem = _unsafe(os.fstat(fd), owners)
+        if problem:
+            return problem, None
+        chunks = []
+        while True:
+            chunk = os.read(fd, MAX_FILE_BYTES)
+            if not chunk:
+                return None, b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 def load_credentials(path, mode):
     """Read and check the credentials file *path* for *mode*; :class:`InputError` if unusable."""
     import configparser
@@ -195,13 +211,11 @@ def load_credentials(path, mode):
     except OSError as err:
         raise InputError("credentials file %s cannot be read by uid %d (%s); %s"
                          % (path, os.geteuid(), err.strerror, fix)) from None
-    with os.fdopen(fd, "rb") as stream:
-        # Checked on the open file, so the file read is the file checked.
-        problem = _unsafe(os.fstat(stream.fileno()), trusted_owners())
-        if problem:
-            raise InputError("credentials file %s %s: it holds a password, so only its owner (%s or root) "
-                             "may read it; %s" % (path, problem, HOOK_USER, fix))
-        data = stream.read(MAX_FILE_BYTES + 1)
+    # Checked on the open file, so the file read is the file checked.
+    problem, data = _read_if_safe(fd, trusted_owners())
+    if problem:
+        raise InputError("credentials file %s %s: it holds a password, so only its owner (%s or root) "
+                         "may read it; %s" % (path, problem, HOOK_USER, fix))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -247,8 +261,9 @@ def _check_credentials(path, mode, values):
     if not url:
         need("auth_url")
     if not (url.startswith("http://") or url.startswith("https://")) or "@" in url.split("/")[2]:
-        raise InputError("credentials file %s: auth_url=%r: expected http(s)://HOST:PORT[/PATH] "
-                         "(no user:password@)" % (path, url))
+        # not echoed: it may be the user:password@ the message is about
+        raise InputError("credentials file %s: auth_url: expected http(s)://HOST:PORT[/PATH] "
+                         "(no user:password@)" % path)
     if "password" not in values:
         need("password")
     if mode == "keystone-v2":
@@ -322,13 +337,11 @@ class TokenCache:
         except OSError as err:
             LOG.warning("token cache %s ignored (%s); it will be replaced", self.path, err.strerror)
             return None
-        with os.fdopen(fd, "rb") as stream:
-            problem = _unsafe(os.fstat(stream.fileno()), {os.geteuid()})
-            if problem:
-                LOG.warning("token cache %s ignored: it %s; it will be replaced by one of mode 0600",
-                            self.path, problem)
-                return None
-            data = stream.read(MAX_FILE_BYTES + 1)
+        problem, data = _read_if_safe(fd, {os.geteuid()})
+        if problem:
+            LOG.warning("token cache %s ignored: it %s; it will be replaced by one of mode 0600",
+                        self.path, problem)
+            return None
         try:
             doc = json.loads(data.decode("utf-8"))
             if doc["version"] != self.VERSION or doc["for"] != self.fingerprint:
@@ -515,8 +528,9 @@ def _post(session, url, body, credentials):
     where = "Keystone at %s" % url
     for attempt in (1, 2):
         try:
+            # verify given per request: requests lets $REQUESTS_CA_BUNDLE override session.verify
             response = session.post(url, json=body, headers={"Accept": "application/json"},
-                                    timeout=timeout, allow_redirects=False)
+                                    timeout=timeout, verify=session.verify, allow_redirects=False)
         except requests.exceptions.SSLError:
             raise HostError("%s: TLS verification failed; set [quantum] ca_file to the CA bundle that "
                             "signed Keystone's certificate (or fix auth_url in %s)" % (where, credentials.path)) from None
