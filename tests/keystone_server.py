@@ -153,10 +153,12 @@ class RealKeystone:
                 line = self.process.stdout.readline().strip()
                 if line.isdigit():
                     return int(line)
+        code = self.process.poll()
         self.stop()
         with open(self.log, "rb") as stream:
             tail = stream.read().decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise Unavailable("Keystone did not start within %d s: %s" % (START_TIMEOUT, " | ".join(tail)))
+        what = "exited (%d)" % code if code is not None else "did not start within %d s" % START_TIMEOUT
+        raise Unavailable("Keystone %s: %s" % (what, " | ".join(tail)))
 
     def stop(self):
         if self.process.poll() is None:
@@ -343,6 +345,7 @@ def _serve():
         def log_message(self, *args):
             pass
 
+    sys.argv[1:] = []  # oslo.config parses the command line: "serve" is ours
     application = initialize_public_application()
     httpd = simple_server.make_server("127.0.0.1", 0, application, server_class=Server, handler_class=Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

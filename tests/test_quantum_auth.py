@@ -422,8 +422,8 @@ def test_wrong_password_is_one_line_naming_the_fix(tmp_path, v2, caplog):
     with pytest.raises(HostError) as err:
         auth.for_config(config).headers(new_session())
     assert str(err.value) == (
-        "Keystone at %s/v2.0/tokens rejected the password of user quantum, project %s (HTTP 401: The request "
-        "you have made requires authentication.); fix the credentials in %s"
+        "Keystone at %s/v2.0/tokens rejected the credentials of user quantum, project %s (HTTP 401: The "
+        "request you have made requires authentication.); fix the user, password, project or domains in %s"
         % (v2.url, TENANT, config.get("quantum", "credentials")))
     assert not os.path.exists(str(tmp_path / "token"))
     assert_no_secret(str(err.value), caplog.text, secrets=(wrong,))
@@ -655,14 +655,15 @@ def test_v3_wrong_password_and_unknown_project(tmp_path, keystone, ovirt_user):
     with pytest.raises(HostError) as err:
         auth.for_config(config).headers(new_session())
     assert str(err.value).startswith(
-        "Keystone at %s/v3/auth/tokens rejected the password of user quantum-vnic (domain ovirt), project "
+        "Keystone at %s/v3/auth/tokens rejected the credentials of user quantum-vnic (domain ovirt), project "
         "networking (domain ovirt) (HTTP 401" % keystone.url)
-    assert str(err.value).endswith("fix the credentials in %s" % config.get("quantum", "credentials"))
+    assert str(err.value).endswith("fix the user, password, project or domains in %s"
+                                   % config.get("quantum", "credentials"))
     assert_no_secret(str(err.value), secrets=(wrong, ovirt_user["password"]))
     (tmp_path / "quantum_vnic.credentials").unlink()
     config = v3_config(tmp_path, keystone, username="quantum-vnic", user_domain_name="ovirt",
                        password=ovirt_user["password"], project_name="nowhere", project_domain_name="ovirt")
-    with pytest.raises(HostError, match=r"(rejected the password|refused a token) .* project nowhere") as err:
+    with pytest.raises(HostError, match=r"rejected the credentials of user quantum-vnic \(domain ovirt\), project nowhere") as err:
         auth.for_config(config).headers(new_session())
     assert_no_secret(str(err.value), secrets=(ovirt_user["password"],))
 

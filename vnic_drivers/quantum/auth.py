@@ -555,8 +555,9 @@ def _post(session, url, body, credentials):
         return response
     detail = _scrub(_keystone_message(response), credentials, None)
     if status == 401:
-        raise HostError("%s rejected the password of %s (HTTP 401%s); fix the credentials in %s"
-                        % (where, credentials.who(), detail, credentials.path))
+        # Keystone says 401 for a wrong password and for an unknown user, project or domain alike.
+        raise HostError("%s rejected the credentials of %s (HTTP 401%s); fix the user, password, project or "
+                        "domains in %s" % (where, credentials.who(), detail, credentials.path))
     if 400 <= status < 500:
         raise HostError("%s refused a token to %s (HTTP %d%s); check the user, project and domains in %s"
                         % (where, credentials.who(), status, detail, credentials.path))
