@@ -4,9 +4,11 @@
 virtualenv, cached in ``$XDG_CACHE_HOME`` or the checkout's ``.cache/`` (installed once,
 then reused), sqlite, fernet tokens, the admin user/project/role/region of
 ``keystone-manage bootstrap``, served by this file run as a script under the venv's
-Python (``wsgiref`` with threads, port picked by the kernel). The bootstrapped database
-and keys are made once per venv and copied for each run, so a run pays only the server's
-start-up.
+Python (``wsgiref`` with threads, port picked by the kernel). Dependencies are pinned by
+``keystone_constraints.txt`` (what ran here). The bootstrapped database and keys are made
+once per venv and copied for each run, so a run with the venv cached pays only the
+server's start-up (CI may cache that directory; a fresh machine builds it in a few minutes,
+the ``ready`` file in the venv records how long).
 
 ``KeystoneV2`` is a small ``http.server`` endpoint that speaks Keystone's v2.0 token API:
 Keystone dropped v2.0 (Queens), so no installable Keystone serves it. It answers
@@ -27,6 +29,7 @@ import time
 import uuid
 
 KEYSTONE_VERSION = "30.0.0"
+CONSTRAINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keystone_constraints.txt")
 ADMIN_PASSWORD = "adm1n-Pa55-not-in-logs"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT = 120
@@ -74,9 +77,13 @@ def prepare_venv():
 
     if sys.version_info < (3, 11):
         raise Unavailable("Keystone %s needs Python 3.11+, this is %s" % (KEYSTONE_VERSION, sys.version.split()[0]))
+    import hashlib
+
     root = cache_root()
     os.makedirs(root, exist_ok=True)
-    venv = os.path.join(root, "keystone-%s-py%d.%d" % ((KEYSTONE_VERSION,) + sys.version_info[:2]))
+    with open(CONSTRAINTS, "rb") as stream:
+        pins = hashlib.sha256(stream.read()).hexdigest()[:8]
+    venv = os.path.join(root, "keystone-%s-py%d.%d-%s" % ((KEYSTONE_VERSION,) + sys.version_info[:2] + (pins,)))
     template = os.path.join(venv, "state-template")
     ready = os.path.join(venv, "ready")
     with open(venv + ".lock", "w") as lock:
@@ -91,13 +98,14 @@ def prepare_venv():
         try:
             _run([sys.executable, "-m", "venv", venv], log)
             _run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                  "keystone==%s" % KEYSTONE_VERSION], log, timeout=900)
+                  "-c", CONSTRAINTS, "keystone==%s" % KEYSTONE_VERSION], log, timeout=900)
+            installed = time.monotonic()
             _bootstrap(venv, template, log)
         except (Unavailable, subprocess.TimeoutExpired, OSError) as err:
             shutil.rmtree(venv, ignore_errors=True)
             raise Unavailable("installing Keystone %s in a venv failed: %s (log: %s)" % (KEYSTONE_VERSION, err, log))
         with open(ready, "w") as stream:
-            stream.write("%.1f\n" % (time.monotonic() - started))
+            stream.write("pip install %.1f s, bootstrap %.1f s\n" % (installed - started, time.monotonic() - installed))
         return venv, template, time.monotonic() - started
 
 

@@ -260,6 +260,18 @@ def test_v3_credentials_default_to_the_default_domain_and_version_the_url(tmp_pa
     assert body["auth"]["scope"] == {"project": {"name": "services", "domain": {"name": "Default"}}}
 
 
+def test_packaged_example_is_a_valid_v3_file(tmp_path):
+    with open(os.path.join(REPO, "packaging", "quantum_vnic.credentials")) as stream:
+        example = stream.read()
+    config = make_config(tmp_path, "keystone-v3", example)
+    assert repr(auth.for_config(config).credentials) == (
+        "Credentials(keystone-v3, https://keystone.example.com:5000/v3, user quantum-vnic (domain Default), "
+        "project service (domain Default), password=***)")
+    v2_example = "\n".join(line for line in example.splitlines() if "domain" not in line or line.startswith("#"))
+    config = make_config(tmp_path, "keystone-v2", v2_example.replace("project_name", "tenant_name"))
+    assert auth.for_config(config).credentials.get("tenant_name") == "service"
+
+
 # --- Keystone v2.0 -----------------------------------------------------------------------
 
 
@@ -663,7 +675,8 @@ def test_v3_wrong_password_and_unknown_project(tmp_path, keystone, ovirt_user):
     (tmp_path / "quantum_vnic.credentials").unlink()
     config = v3_config(tmp_path, keystone, username="quantum-vnic", user_domain_name="ovirt",
                        password=ovirt_user["password"], project_name="nowhere", project_domain_name="ovirt")
-    with pytest.raises(HostError, match=r"rejected the credentials of user quantum-vnic \(domain ovirt\), project nowhere") as err:
+    expected = r"rejected the credentials of user quantum-vnic \(domain ovirt\), project nowhere"
+    with pytest.raises(HostError, match=expected) as err:
         auth.for_config(config).headers(new_session())
     assert_no_secret(str(err.value), secrets=(ovirt_user["password"],))
 

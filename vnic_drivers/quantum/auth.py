@@ -532,11 +532,12 @@ def _post(session, url, body, credentials):
             response = session.post(url, json=body, headers={"Accept": "application/json"},
                                     timeout=timeout, verify=session.verify, allow_redirects=False)
         except requests.exceptions.SSLError:
-            raise HostError("%s: TLS verification failed; set [quantum] ca_file to the CA bundle that "
-                            "signed Keystone's certificate (or fix auth_url in %s)" % (where, credentials.path)) from None
-        except requests.exceptions.Timeout:
+            raise HostError("%s: TLS verification failed; set [quantum] ca_file to the CA bundle that signed "
+                            "Keystone's certificate (or fix auth_url in %s)" % (where, credentials.path)) from None
+        except requests.exceptions.Timeout as err:
+            waited = timeout[0] if isinstance(err, requests.exceptions.ConnectTimeout) else timeout[1]
             raise HostError("%s did not answer within %g s; check that Keystone is up, or raise "
-                            "[quantum] connect_timeout/read_timeout" % (where, max(timeout))) from None
+                            "[quantum] connect_timeout/read_timeout" % (where, waited)) from None
         except requests.exceptions.ConnectionError as err:
             if attempt == 1:
                 time.sleep(RETRY_DELAY)
