@@ -373,6 +373,12 @@ class TokenCache:
             LOG.warning("token cache %s not written (%s); every hook asks Keystone until its directory "
                         "is writable by uid %d", self.path, err.strerror, os.geteuid())
 
+    def discard(self):
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
     def locked(self, wait):
         return _CacheLock(self.path + ".lock", wait)
 
@@ -458,6 +464,8 @@ class KeystoneAuth:
             if cached is not None and newer and cached.usable(self.clock(), self.expiry_margin):
                 self._token = cached
                 return cached
+            if cached is not None and rejected is not None and cached.value == rejected.value:
+                self.cache.discard()  # known bad: no hook may take it, even if the fetch fails
             token = self._fetch(session)
             if token.usable(self.clock(), self.expiry_margin):
                 self.cache.store(token)
@@ -486,7 +494,9 @@ class KeystoneAuth:
 
 
 def _timeout(session):
-    return tuple(getattr(session, "quantum_timeout", None) or DEFAULT_TIMEOUT)
+    """(connect, read) seconds: the session's ``quantum_timeout`` (a pair or one number)."""
+    timeout = getattr(session, "quantum_timeout", None) or DEFAULT_TIMEOUT
+    return tuple(timeout) if isinstance(timeout, (tuple, list)) else (float(timeout), float(timeout))
 
 
 def _v2_request(credentials):
