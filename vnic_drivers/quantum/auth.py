@@ -167,12 +167,21 @@ def trusted_owners():
     return owners
 
 
+def _user_name(uid):
+    import pwd
+
+    try:
+        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
+    except KeyError:
+        return "uid %d" % uid
+
+
 def _unsafe(status, owners):
     """Why a file with this ``fstat`` must not be trusted with secrets, or None."""
     if not stat.S_ISREG(status.st_mode):
         return "is not a regular file"
     if status.st_uid not in owners:
-        return "is owned by uid %d" % status.st_uid
+        return "is owned by %s" % _user_name(status.st_uid)
     if status.st_mode & 0o077:
         return "is open to group or others (mode %04o)" % stat.S_IMODE(status.st_mode)
     if status.st_size > MAX_FILE_BYTES:
@@ -186,12 +195,15 @@ def _read_if_safe(fd, owners):
         problem = _unsafe(os.fstat(fd), owners)
         if problem:
             return problem, None
-        chunks = []
+        chunks, size = [], 0
         while True:
             chunk = os.read(fd, MAX_FILE_BYTES)
             if not chunk:
                 return None, b"".join(chunks)
             chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:  # it grew after fstat
+                return "is larger than %d bytes" % MAX_FILE_BYTES, None
     finally:
         os.close(fd)
 
@@ -209,8 +221,8 @@ def load_credentials(path, mode):
                          "password, project; see README) or set [quantum] auth = noauth"
                          % (path, SECTION)) from None
     except OSError as err:
-        raise InputError("credentials file %s cannot be read by uid %d (%s); %s"
-                         % (path, os.geteuid(), err.strerror, fix)) from None
+        raise InputError("credentials file %s cannot be read by %s (%s); %s"
+                         % (path, _user_name(os.geteuid()), err.strerror, fix)) from None
     # Checked on the open file, so the file read is the file checked.
     problem, data = _read_if_safe(fd, trusted_owners())
     if problem:
