@@ -67,6 +67,18 @@ def new_session(timeout=(2.0, 5.0), verify=True):
 
 
 @pytest.fixture
+def caplog(caplog):
+    """pytest's caplog on the package logger itself: vnic_drivers.log.setup (other tests)
+    stops it from propagating to the root logger, where caplog listens."""
+    logger = logging.getLogger("quantum_vnic")
+    logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture
 def v2():
     server = KeystoneV2({("quantum", TENANT): PASSWORD})
     yield server
