@@ -109,6 +109,22 @@ def _ovsdb_remote(value, what):
     return value
 
 
+def _absolute_path(value, what):
+    value = value.strip()
+    if not os.path.isabs(value):
+        raise InputError("%s=%r: expected an absolute path" % (what, value))
+    return value
+
+
+def _http_url(value, what):
+    value = value.strip()
+    if not (value.startswith("http://") or value.startswith("https://")) or "@" in value.split("/")[2]:
+        shown = value if "@" not in value else "<not shown: it has user:password@>"
+        raise InputError("%s=%s: expected http://HOST:PORT or https://HOST:PORT (no user:password@)"
+                         % (what, shown))
+    return value.rstrip("/")
+
+
 # section -> option -> (parser, default as it would be written in the file)
 SCHEMA = {
     "hook": {
@@ -141,6 +157,21 @@ SCHEMA = {
         "firewall": (_choice("hybrid", "none"), "hybrid"),
         "ovsdb": (_ovsdb_remote, "unix:/var/run/openvswitch/db.sock"),
         "wait_timeout": (_seconds, "0"),
+    },
+    # The Quantum API client (vnic_drivers/quantum/). The full section, with the
+    # client's own options, comes from branch i11-api; these are the ones the client
+    # and vnic_drivers/quantum/auth.py read, under the same names.
+    "quantum": {
+        # empty: no API calls at all
+        "url": (_optional(_http_url), ""),
+        "auth": (_choice("noauth", "keystone-v2", "keystone-v3"), "noauth"),
+        "credentials": (_absolute_path, "/etc/vdsm/quantum_vnic.credentials"),
+        # empty: tokens are kept in memory only (one per hook process)
+        "token_cache": (_optional(_absolute_path), "/run/vdsm/quantum_vnic.token"),
+        # empty: the system's CA bundle
+        "ca_file": (_optional(_absolute_path), ""),
+        "connect_timeout": (_seconds, "3"),
+        "read_timeout": (_seconds, "10"),
     },
 }
 
