@@ -41,7 +41,7 @@ def update(config, logger=LOG):
     caps = _read_caps(path)
     try:
         # Which OVSDB is the privileged side's own config's choice, not an argument.
-        identity = host_module.connect().call("ovs_host_identity")
+        identity = host_module.connect(config=config).call("ovs_host_identity")
     except HostError as err:
         logger.warning("%s; %s not reported", err, CAPS_KEY)
         return

@@ -6,6 +6,7 @@ the option and what was expected. The file is optional: without it the defaults 
 """
 
 import os
+import re
 
 from . import naming
 from .errors import InputError
@@ -68,6 +69,25 @@ def _ovsdb_remote(value, what):
     return value
 
 
+def _absolute_path(value, what):
+    value = value.strip()
+    if not value.startswith("/") or "\0" in value or len(value) > 107:
+        raise InputError("%s=%r: expected an absolute path (at most 107 characters)" % (what, value))
+    return value
+
+
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+
+
+def _user_list(value, what):
+    """User names or numeric uids, separated by commas or spaces (resolved by the helper)."""
+    users = tuple(part for part in value.replace(",", " ").split() if part)
+    for user in users:
+        if not (user.isdigit() or _USER_RE.match(user)):
+            raise InputError("%s=%r: expected user names or uids separated by commas" % (what, value))
+    return users
+
+
 # section -> option -> (parser, default as it would be written in the file)
 SCHEMA = {
     "hook": {
@@ -90,6 +110,14 @@ SCHEMA = {
         "firewall": (_choice("hybrid", "none"), "hybrid"),
         "ovsdb": (_ovsdb_remote, "unix:/var/run/openvswitch/db.sock"),
         "wait_timeout": (_seconds, "0"),
+    },
+    # The resident helper (vnic_drivers/helper/): its socket, who may use it, and when
+    # it gives up on a client, or exits when nobody asked anything for a while.
+    "helper": {
+        "socket": (_absolute_path, "/run/quantum-vnic/helper.sock"),
+        "allowed_users": (_user_list, "vdsm"),
+        "idle_timeout": (_seconds, "60"),
+        "client_timeout": (_seconds, "5"),
     },
 }
 

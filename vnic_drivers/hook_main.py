@@ -107,7 +107,7 @@ def _dispatch(action, hook_point, environ, config, logger):
             return domxml.mac_address(domxml.parse_interface(data, "device XML in %s" % path))
 
     vnic = vnic_module.from_environment(environ, mac=mac, default_mtu=config.get("hook", "mtu"))
-    driver = base.driver_for(vnic, config, host_module.connect())
+    driver = base.driver_for(vnic, config, host_module.connect(config=config))
     logger.debug("%s: %r with %s", hook_point, vnic, type(driver).__name__)
 
     if action == "create":
