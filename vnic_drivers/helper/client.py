@@ -27,7 +27,10 @@ def call(path, operation, args, timeout):
         sock.settimeout(timeout)
         try:
             sock.connect(path)
-            sock.sendall(request)
+            try:
+                sock.sendall(request)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused before it read the request: its one line says why
             reply = _read_line(sock)
         except socket.timeout:
             raise Unavailable("no answer within %gs" % timeout) from None

@@ -225,6 +225,7 @@ class Helper:
         try:
             if message is not None:
                 conn.sendall(protocol.encode(message))
+                _discard_unread(conn)
         except OSError:
             pass
         finally:
@@ -312,6 +313,20 @@ class LineReader:
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line
+
+
+def _discard_unread(conn, limit=4 * protocol.MAX_REQUEST):
+    """Read (a bounded amount of) what the client sent and nobody will read: closing a
+    Unix socket with unread data resets it, and the client could lose the refusal."""
+    conn.setblocking(False)
+    try:
+        while limit > 0:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            limit -= len(chunk)
+    except OSError:
+        pass
 
 
 def _refusal(error):
