@@ -129,6 +129,18 @@ def _dispatch(action, hook_point, environ, config, logger):
         driver.unplug(vnic)
 
 
+def exit_now(code):
+    """End the hook process with *code* once its output is flushed, skipping interpreter
+    shutdown (module teardown, GC: ~20 ms of a hook's run). The hook scripts call it.
+    Nothing is buffered elsewhere: files are closed by then, log handlers write through."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def entry_point():
     """``python -m vnic_drivers.hook_main HOOK_POINT``: for tools that run a hook."""
     if len(sys.argv) != 2:

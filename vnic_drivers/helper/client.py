@@ -7,7 +7,9 @@ closed without one (the helper died).
 """
 
 import json
-import socket
+
+# The C module, not socket.py: the hook needs a Unix stream socket, not selectors/enums.
+import _socket
 
 from ..errors import HostError, InputError
 
@@ -22,7 +24,7 @@ def call(path, operation, args, timeout):
     from .protocol import INPUT, REFUSED, encode
 
     request = encode({"op": operation, "args": args})
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         try:
@@ -32,7 +34,7 @@ def call(path, operation, args, timeout):
             except (BrokenPipeError, ConnectionResetError):
                 pass  # refused before it read the request: its one line says why
             reply = _read_line(sock)
-        except socket.timeout:
+        except _socket.timeout:
             raise Unavailable("no answer within %gs" % timeout) from None
         except OSError as err:
             raise Unavailable("%s (%s)" % (err.strerror or err, path)) from None
