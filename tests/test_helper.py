@@ -82,7 +82,7 @@ class Helper:
                                 netns=self.netns, as_root=True, config=self.config),
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 20
-        while not os.path.exists(self.socket):
+        while not self._listening():  # the file appears at bind(), before listen()
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("helper did not start: %s" % self.log()[-2000:])
             time.sleep(0.02)
@@ -90,6 +90,16 @@ class Helper:
         os.chown(self.socket, 0, as_vdsm.vdsm_uid())
         os.chmod(self.socket, 0o660)
         return self
+
+    def _listening(self):
+        if not os.path.exists(self.socket):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(self.socket)  # starts the helper, as a first client would
+            except OSError:
+                return False
+        return True
 
     def ping(self, timeout=20):
         return client.call(self.socket, "ping", {}, timeout)

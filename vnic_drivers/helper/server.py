@@ -130,6 +130,7 @@ class Helper:
         from (the same cached object); on SIGHUP a bad file keeps the previous settings."""
         from ..host import ovsdb, privileged
 
+        config_module.load()  # a bad file raises here, before the running config is dropped
         privileged.configuration.cache_clear()
         config = privileged.configuration()
         self.settings = Settings(config)
