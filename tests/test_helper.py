@@ -618,3 +618,25 @@ def test_doctor_checks_the_helper(host):
     result = json.loads(done.stdout)
     assert result["status"] == "ok", result
     assert "vdsm" in result["message"]
+
+
+def test_sighup_with_a_bad_config_keeps_the_running_one(host):
+    box, _, config, helper = host
+    with open(config, encoding="utf-8") as stream:
+        good = stream.read()
+    with open(config, "w", encoding="utf-8") as stream:
+        stream.write(good + "[helper]\nno_such_option = 1\n")
+    try:
+        before = helper.log().count("reload refused")
+        os.kill(helper.pid(), signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while helper.log().count("reload refused") == before:
+            assert time.monotonic() < deadline, helper.log()[-2000:]
+            time.sleep(0.05)
+        # Operations still take the OVSDB remote from the config that was running.
+        assert client.call(helper.socket, "ovs_port_status",
+                           {"port_id": PORT, "hybrid": True, "wait": 0}, 20)["exists"] is False
+    finally:
+        with open(config, "w", encoding="utf-8") as stream:
+            stream.write(good)
+        helper.reload()
