@@ -99,17 +99,22 @@ class Settings:
         self.config = config
         self.socket = section("socket")
         self.idle_timeout = section("idle_timeout")
-        self.client_timeout = section("client_timeout")
+        # 0 would make sockets non-blocking: wait at least a little for a request.
+        self.client_timeout = max(section("client_timeout"), 0.5)
         self.allowed = {0}
+        self.groups = []  # primary gids of the allowed users, in the config's order
         self.unknown = []
         for user in section("allowed_users"):
-            if user.isdigit():
-                self.allowed.add(int(user))
-                continue
             try:
-                self.allowed.add(pwd.getpwnam(user).pw_uid)
+                entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
             except KeyError:
-                self.unknown.append(user)
+                if user.isdigit():
+                    self.allowed.add(int(user))
+                else:
+                    self.unknown.append(user)
+                continue
+            self.allowed.add(entry.pw_uid)
+            self.groups.append(entry.pw_gid)
 
 
 class Helper:
@@ -168,7 +173,10 @@ class Helper:
         finally:
             os.umask(old)
         sock.listen(128)
-        self.logger.info("not socket-activated: listening on %s (mode 0660)", path)
+        # As SocketGroup= would: the group of the first allowed user that exists.
+        gid = next(iter(self.settings.groups), 0)
+        os.chown(path, 0, gid)
+        self.logger.info("not socket-activated: listening on %s (mode 0660, gid %d)", path, gid)
         return sock
 
     def serve(self):

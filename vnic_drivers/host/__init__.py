@@ -154,7 +154,7 @@ def connect(dry_run=None, config=None):
     # --- resident helper (issue 12): its socket and patience come from the config file
     # (the hook's, i.e. /etc/vdsm/quantum_vnic.conf), never from the environment.
     if config is not None:
-        return HelperHost(config.get("helper", "socket"), config.get("helper", "client_timeout"), sudo)
+        return HelperHost(config.get("helper", "socket"), max(config.get("helper", "client_timeout"), 0.5), sudo)
     # --- end resident helper
     return sudo
 
