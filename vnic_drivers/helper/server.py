@@ -24,6 +24,7 @@ Logs go to stderr (the journal) like the hooks' (:mod:`vnic_drivers.log`).
 """
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -47,33 +48,24 @@ class PortLocks:
 
     def __init__(self):
         self._guard = threading.Lock()
-        self._locks = {}  # key -> [lock, users]
+        self._locks = {}  # key -> [lock, holders and waiters]
 
+    @contextlib.contextmanager
     def hold(self, key):
-        import contextlib
-
-        if key is None:
-            return contextlib.nullcontext()
-        return self._held(key)
-
-    def _held(self, key):
-        import contextlib
-
-        @contextlib.contextmanager
-        def held():
+        if key is None:  # a host-wide read: nothing to serialise with
+            yield
+            return
+        with self._guard:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
             with self._guard:
-                entry = self._locks.setdefault(key, [threading.Lock(), 0])
-                entry[1] += 1
-            try:
-                with entry[0]:
-                    yield
-            finally:
-                with self._guard:
-                    entry[1] -= 1
-                    if not entry[1]:
-                        del self._locks[key]
-
-        return held()
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._locks[key]
 
 
 def port_key(args):
