@@ -6,6 +6,7 @@ the option and what was expected. The file is optional: without it the defaults 
 """
 
 import os
+import re
 
 from . import naming
 from .errors import InputError
@@ -109,10 +110,10 @@ def _ovsdb_remote(value, what):
     return value
 
 
-def _absolute_path(value, what):
-    value = value.strip()
-    if not os.path.isabs(value):
-        raise InputError("%s=%r: expected an absolute path" % (what, value))
+def _socket_path(value, what):
+    value = _absolute_path(value, what)
+    if len(value) > 107:  # sun_path holds 108 bytes with the terminating NUL
+        raise InputError("%s=%r: a unix socket path has at most 107 characters" % (what, value))
     return value
 
 
@@ -123,6 +124,18 @@ def _http_url(value, what):
         raise InputError("%s=%s: expected http://HOST:PORT or https://HOST:PORT (no user:password@)"
                          % (what, shown))
     return value.rstrip("/")
+
+
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+
+
+def _user_list(value, what):
+    """User names or numeric uids, separated by commas or spaces (resolved by the helper)."""
+    users = tuple(part for part in value.replace(",", " ").split() if part)
+    for user in users:
+        if not (user.isdigit() or _USER_RE.match(user)):
+            raise InputError("%s=%r: expected user names or uids separated by commas" % (what, value))
+    return users
 
 
 # section -> option -> (parser, default as it would be written in the file)
@@ -172,6 +185,14 @@ SCHEMA = {
         "ca_file": (_optional(_absolute_path), ""),
         "connect_timeout": (_seconds, "3"),
         "read_timeout": (_seconds, "10"),
+    },
+    # The resident helper (vnic_drivers/helper/): its socket, who may use it, and when
+    # it gives up on a client, or exits when nobody asked anything for a while.
+    "helper": {
+        "socket": (_socket_path, "/run/quantum-vnic/helper.sock"),
+        "allowed_users": (_user_list, "vdsm"),
+        "idle_timeout": (_seconds, "60"),
+        "client_timeout": (_seconds, "5"),
     },
 }
 
