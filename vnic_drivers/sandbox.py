@@ -17,6 +17,7 @@ All programs run from argv lists, never through a shell.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -154,6 +155,26 @@ def links_of(ipr):
     return found
 
 
+def netns_iproute(name):
+    """An IPRoute-like object working inside the existing network namespace *name*.
+
+    pyroute2 0.9.1 and later take ``IPRoute(netns=...)``; before that (EL9 ships 0.7)
+    only ``NetNS`` does it, through a helper process forked into the namespace. This
+    process itself never leaves its own namespace either way. ``flags=0``: never create
+    a namespace that is gone.
+    """
+    import pyroute2
+
+    if _version(pyroute2.__version__) >= (0, 9, 1):
+        return pyroute2.IPRoute(netns=name, flags=0)
+    return pyroute2.NetNS(name, flags=0)
+
+
+def _version(text):
+    numbers = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(part or 0) for part in numbers.groups()) if numbers else (0, 0, 0)
+
+
 class Sandbox:
     """A network namespace and a temp directory, both removed by :meth:`delete`."""
 
@@ -170,21 +191,25 @@ class Sandbox:
         self.delete()
 
     def create(self):
+        """Make the directory and the namespace (loopback up); on failure remove both."""
         from pyroute2 import netns
 
-        # Short: a unix socket path in it has at most 107 characters.
-        self.directory = tempfile.mkdtemp(prefix="qvnic-")
-        self.created = True  # before: an interrupt right after creation must still remove it
-        netns.create(self.name)
-        with self.ipr() as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        try:
+            # Short: a unix socket path in it has at most 107 characters.
+            self.directory = tempfile.mkdtemp(prefix="qvnic-")
+            self.created = True  # before: an interrupt right after creation must still remove it
+            netns.create(self.name)
+            with self.ipr() as ipr:
+                ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        except BaseException:
+            # A with-statement whose __enter__ raised never calls __exit__: clean up here.
+            self.delete()
+            raise
         return self
 
     def ipr(self):
         """An IPRoute inside the namespace (use it as a context manager)."""
-        from pyroute2 import IPRoute
-
-        return IPRoute(netns=self.name)
+        return netns_iproute(self.name)
 
     def start_ovs(self, bridge="br-int"):
         self.ovs = PrivateOvs(self.directory, self.name)
