@@ -16,6 +16,7 @@ device in it) and the directory; it is safe to call twice and after a partial st
 All programs run from argv lists, never through a shell.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -156,18 +157,44 @@ def links_of(ipr):
 
 
 def netns_iproute(name):
-    """An IPRoute-like object working inside the existing network namespace *name*.
+    """An IPRoute working inside the existing network namespace *name* (a context manager).
 
-    pyroute2 0.9.1 and later take ``IPRoute(netns=...)``; before that (EL9 ships 0.7)
-    only ``NetNS`` does it, through a helper process forked into the namespace. This
-    process itself never leaves its own namespace either way. ``flags=0``: never create
-    a namespace that is gone.
+    pyroute2 0.9.1 and later take ``IPRoute(netns=...)``. Before that (EL9 ships 0.7) the
+    calling thread enters the namespace for the ``with`` block and returns to its own on
+    leaving it (0.7's ``NetNS`` would fork a helper per call instead, and a Ctrl-C landing
+    in the fork handlers is lost with a traceback). Never creates a namespace that is gone.
     """
     import pyroute2
 
     if _version(pyroute2.__version__) >= (0, 9, 1):
         return pyroute2.IPRoute(netns=name, flags=0)
-    return pyroute2.NetNS(name, flags=0)
+    return _iproute_entered(name)
+
+
+@contextlib.contextmanager
+def _iproute_entered(name):
+    from pyroute2 import IPRoute
+    from pyroute2.netns import setns
+
+    # Stop signals wait for the end of the block: one landing half-way could leave this
+    # thread in *name*, or 0.7's tap creation with a helper thread that never ends (the
+    # process would then hang at exit). The block is a few netlink requests.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    own = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        setns(name, flags=0)
+        try:
+            # The socket, and the taps made through /dev/net/tun, belong to *name*.
+            with IPRoute() as ipr:
+                yield ipr
+        finally:
+            setns(own)
+    finally:
+        os.close(own)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def _version(text):
