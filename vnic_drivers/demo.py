@@ -109,6 +109,10 @@ class Demo:
         self.stopped = None  # the exit status a signal asked for
 
     def run(self):
+        # Before the handlers: a KeyboardInterrupt raised inside lxml's module init (lxml
+        # 4.6, EL9's) is printed as a traceback and swallowed there.
+        from lxml import etree  # noqa: F401
+
         previous = {sig: signal.signal(sig, self.interrupt) for sig in STOP_SIGNALS}
         code = 0
         try:

@@ -51,14 +51,13 @@ def mac_address(iface):
 def _place(iface, child):
     """Insert *child* after the last sibling that libvirt writes before it."""
     rank = _CHILD_ORDER.index(child.tag)
-    anchor = None
-    for existing in iface:
+    position = 0
+    for index, existing in enumerate(iface):  # comments count: insert() counts them too
         if existing.tag in _CHILD_ORDER[:rank]:
-            anchor = existing
-    if anchor is None:
-        iface.insert(0, child)
-    else:
-        anchor.addnext(child)
+            position = index + 1
+    # insert(), not anchor.addnext(): before lxml 5 (EL9 ships 4.6) addnext() also moves
+    # the anchor's tail onto the new element, so the indentation would depend on lxml.
+    iface.insert(position, child)
     _copy_tail_indent(child)
 
 

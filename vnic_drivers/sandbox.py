@@ -16,7 +16,9 @@ device in it) and the directory; it is safe to call twice and after a partial st
 All programs run from argv lists, never through a shell.
 """
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -154,6 +156,52 @@ def links_of(ipr):
     return found
 
 
+def netns_iproute(name):
+    """An IPRoute working inside the existing network namespace *name* (a context manager).
+
+    pyroute2 0.9.1 and later take ``IPRoute(netns=...)``. Before that (EL9 ships 0.7) the
+    calling thread enters the namespace for the ``with`` block and returns to its own on
+    leaving it (0.7's ``NetNS`` would fork a helper per call instead, and a Ctrl-C landing
+    in the fork handlers is lost with a traceback). Never creates a namespace that is gone.
+    """
+    import pyroute2
+
+    if _version(pyroute2.__version__) >= (0, 9, 1):
+        return pyroute2.IPRoute(netns=name, flags=0)
+    return _iproute_entered(name)
+
+
+@contextlib.contextmanager
+def _iproute_entered(name):
+    from pyroute2 import IPRoute
+    from pyroute2.netns import setns
+
+    # Stop signals wait for the end of the block: one landing half-way could leave this
+    # thread in *name*, or 0.7's tap creation with a helper thread that never ends (the
+    # process would then hang at exit). The block is a few netlink requests.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    own = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        setns(name, flags=0)
+        try:
+            # The socket, and the taps made through /dev/net/tun, belong to *name*.
+            with IPRoute() as ipr:
+                yield ipr
+        finally:
+            setns(own)
+    finally:
+        os.close(own)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _version(text):
+    numbers = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(part or 0) for part in numbers.groups()) if numbers else (0, 0, 0)
+
+
 class Sandbox:
     """A network namespace and a temp directory, both removed by :meth:`delete`."""
 
@@ -170,21 +218,25 @@ class Sandbox:
         self.delete()
 
     def create(self):
+        """Make the directory and the namespace (loopback up); on failure remove both."""
         from pyroute2 import netns
 
-        # Short: a unix socket path in it has at most 107 characters.
-        self.directory = tempfile.mkdtemp(prefix="qvnic-")
-        self.created = True  # before: an interrupt right after creation must still remove it
-        netns.create(self.name)
-        with self.ipr() as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        try:
+            # Short: a unix socket path in it has at most 107 characters.
+            self.directory = tempfile.mkdtemp(prefix="qvnic-")
+            self.created = True  # before: an interrupt right after creation must still remove it
+            netns.create(self.name)
+            with self.ipr() as ipr:
+                ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        except BaseException:
+            # A with-statement whose __enter__ raised never calls __exit__: clean up here.
+            self.delete()
+            raise
         return self
 
     def ipr(self):
         """An IPRoute inside the namespace (use it as a context manager)."""
-        from pyroute2 import IPRoute
-
-        return IPRoute(netns=self.name)
+        return netns_iproute(self.name)
 
     def start_ovs(self, bridge="br-int"):
         self.ovs = PrivateOvs(self.directory, self.name)
