@@ -68,6 +68,41 @@ def _ovsdb_remote(value, what):
     return value
 
 
+def _api_url(value, what):
+    # Validated here so the hook never hands requests a URL it would guess about; the
+    # userinfo part is refused: credentials belong in the credentials file.
+    from urllib.parse import urlsplit
+
+    value = value.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc \
+            or parts.query or parts.fragment:
+        raise InputError("%s: expected http(s)://HOST[:PORT][/PATH] with no user, query or "
+                         "fragment (the Quantum API endpoint, e.g. http://controller:9696)" % what)
+    return value
+
+
+def _path(value, what):
+    value = value.strip()
+    if not os.path.isabs(value):
+        raise InputError("%s=%r: expected an absolute path" % (what, value))
+    return value
+
+
+def _timeout(value, what):
+    number = _seconds(value, what)
+    if number <= 0:
+        raise InputError("%s=%r: expected seconds above 0 (and at most 300)" % (what, value))
+    return number
+
+
+def _count(value, what):
+    value = value.strip()
+    if not value.isdigit() or int(value) > 10:
+        raise InputError("%s=%r: expected a whole number from 0 to 10" % (what, value))
+    return int(value)
+
+
 # section -> option -> (parser, default as it would be written in the file)
 SCHEMA = {
     "hook": {
@@ -90,6 +125,25 @@ SCHEMA = {
         "firewall": (_choice("hybrid", "none"), "hybrid"),
         "ovsdb": (_ovsdb_remote, "unix:/var/run/openvswitch/db.sock"),
         "wait_timeout": (_seconds, "0"),
+    },
+    "quantum": {
+        # The Quantum (Neutron) API endpoint; empty: the hooks never ask the provider.
+        "url": (_optional(_api_url), ""),
+        "auth": (_choice("noauth", "keystone-v2", "keystone-v3"), "noauth"),
+        # Root-owned, 0600, separate from this file: the Keystone user and password.
+        "credentials": (_optional(_path), "/etc/vdsm/quantum_vnic_credentials.conf"),
+        # CA bundle for https; empty: the system's CAs. Verification is never off.
+        "ca_file": (_optional(_path), ""),
+        "connect_timeout": (_timeout, "2"),
+        "read_timeout": (_timeout, "5"),
+        # The most seconds one hook run spends on lookups, retries included.
+        "budget": (_timeout, "8"),
+        "retries": (_count, "2"),
+        # true: a failed lookup or a binding mismatch stops the VM start (exit 2).
+        "strict": (_boolean, "false"),
+        # After the device is created, wait up to this long for the port to be ACTIVE.
+        "active_wait": (_seconds, "0"),
+        "token_cache": (_optional(_path), "/var/lib/vdsm/quantum_vnic_token.json"),
     },
 }
 

@@ -107,6 +107,11 @@ def _dispatch(action, hook_point, environ, config, logger):
             return domxml.mac_address(domxml.parse_interface(data, "device XML in %s" % path))
 
     vnic = vnic_module.from_environment(environ, mac=mac, default_mtu=config.get("hook", "mtu"))
+    api = None
+    if action != "unplug" and config.get("quantum", "url"):  # the API's facts (vnic_drivers/quantum)
+        from .quantum import hook_steps
+
+        api = hook_steps.complete(vnic, environ, config, hook_point, action)
     driver = base.driver_for(vnic, config, host_module.connect())
     logger.debug("%s: %r with %s", hook_point, vnic, type(driver).__name__)
 
@@ -125,6 +130,8 @@ def _dispatch(action, hook_point, environ, config, logger):
         driver.prepare(vnic)
     elif action == "plug":
         driver.plug(vnic)
+        if api is not None:
+            api.after_plug(vnic)
     else:
         driver.unplug(vnic)
 

@@ -1,0 +1,160 @@
+"""What a hook asks the Quantum API, and what it does with the answers.
+
+Only with ``[quantum] url`` set; :mod:`vnic_drivers.hook_main` calls :func:`complete`
+once the properties are validated, and :meth:`ApiSteps.after_plug` after the driver's plug.
+
+===========================  ====================================================
+hook action                  asks
+===========================  ====================================================
+create (before_device_create the port: binding check (``binding:host_id`` is this
+/ before_nic_hotplug)        host's binding id, ``binding:vif_type`` not
+                             ``binding_failed``); its network id and the network's
+                             MTU when no property gave them
+prepare, plug                the network id and the MTU when no property gave them
+                             (plug: Linux Bridge needs the id for ``brq…``)
+plug at after_device_create  then, with ``active_wait > 0``, polls the port until
+/ after_nic_hotplug          ``status`` is ACTIVE, warning when it is not in time
+unplug                       nothing
+===========================  ====================================================
+
+A property always wins over the API; the API's MTU wins over ``[hook] mtu``. A lookup that
+fails leaves the vNIC as it would be without the API, with one warning line; with
+``[quantum] strict = true`` a failed lookup or a binding problem is an error instead
+(exit 2 at ``before_*`` points, which stops the VM start or the hot-plug).
+"""
+
+import logging
+import time
+
+from ..errors import HostError
+from . import client as client_module
+
+LOG = logging.getLogger("quantum_vnic")
+ACTIVE = "ACTIVE"
+WAIT_HOOK_POINTS = ("after_device_create", "after_nic_hotplug")
+POLL_FIRST, POLL_MAX = 0.2, 1.0
+
+
+def binding_host_id(config, plugin_type):
+    """(this host's binding id for *plugin_type*, where it came from)."""
+    try:
+        from ..binding_host import binding_host_id as lookup  # the i9-core module
+    except ImportError:
+        # Stand-in until vnic_drivers/binding_host.py lands: the agents' own default
+        # for their ``host`` option.
+        import socket
+
+        return socket.gethostname(), "the host name (the agents' default host)"
+    return lookup(config, plugin_type)
+
+
+def complete(vnic, environ, config, hook_point, action, client=None):
+    """Fill what the properties left out of *vnic* from the API; check the binding.
+
+    Returns the :class:`ApiSteps` for what comes after the driver's step."""
+    steps = ApiSteps(config, hook_point, client)
+    steps.complete(vnic, environ, action)
+    return steps
+
+
+class ApiSteps:
+    def __init__(self, config, hook_point, client=None):
+        self.config = config
+        self.hook_point = hook_point
+        self.strict = config.get("quantum", "strict")
+        self.client = client or client_module.Client(config)
+        self._failed = False
+
+    def _problem(self, message, fix):
+        """One warning line, or with strict the error that stops the hook."""
+        line = "%s; fix: %s" % (message, fix)
+        if self.strict:
+            raise HostError(line + " (an error because [quantum] strict = true)")
+        LOG.warning("%s", line)
+
+    def _lookup(self, what, call, *args):
+        """*call(*args)*, or None after one warning (a second failure says nothing more)."""
+        if self._failed:
+            return None
+        try:
+            return call(*args)
+        except client_module.NotFound as err:
+            self._failed = True
+            self._problem("%s: %s does not exist in Quantum (deleted?)" % (err, what),
+                          "check the vNIC profile and the port in the provider; the vNIC is wired "
+                          "without the API's facts and no agent will bind it")
+        except client_module.ApiError as err:
+            self._failed = True
+            self._problem("%s; going on without the API (%s)" % (err, what),
+                          "check [quantum] url and that the provider is up; the vNIC is wired as "
+                          "with the API off")
+        return None
+
+    def complete(self, vnic, environ, action):
+        need_mtu = action in ("create", "prepare", "plug") and not environ.get("mtu", "").strip()
+        need_network_id = vnic.network_id is None and (
+            need_mtu or (action == "plug" and vnic.plugin_type == "LINUX_BRIDGE"))
+        port = None
+        if action == "create" or need_network_id:
+            port = self._lookup("port %s" % vnic.port_id, self.client.port, vnic.port_id)
+        if port is not None:
+            if vnic.network_id is None and port.get("network_id"):
+                vnic.network_id = port["network_id"]
+                LOG.debug("port %s is on network %s (from the API)", vnic.port_id, vnic.network_id)
+            if action == "create":
+                self.check_binding(vnic, port)
+        if need_mtu and vnic.network_id is not None:
+            network = self._lookup("network %s" % vnic.network_id, self.client.network, vnic.network_id)
+            if network is not None and network.get("mtu"):
+                vnic.mtu = network["mtu"]
+
+    def check_binding(self, vnic, port):
+        expected, source = binding_host_id(self.config, vnic.plugin_type)
+        host_id = port.get("binding:host_id") or ""
+        vif_type = port.get("binding:vif_type") or ""
+        if host_id != expected:
+            self._problem(
+                "port %s has binding:host_id=%r but this host's binding id is %r (%s): the "
+                "%s agent here will not wire it (binding:vif_type=%s)"
+                % (vnic.port_id, host_id, expected, source, vnic.plugin_type, vif_type or "unset"),
+                "make them agree: set the agent's host option (or OVS external_ids:system-id) "
+                "to what the engine uses, or refresh this host's capabilities in the engine so "
+                "its ports get %r" % expected)
+        elif vif_type == "binding_failed":
+            self._problem(
+                "port %s failed to bind (binding:vif_type=binding_failed) on binding:host_id=%r "
+                "(this host, %s): Quantum knows no live %s agent with host=%r"
+                % (vnic.port_id, host_id, source, vnic.plugin_type, expected),
+                "start the %s agent here and check its host option is %r, then re-bind the port "
+                "(restart the VM)" % (vnic.plugin_type, expected))
+
+    def after_plug(self, vnic):
+        seconds = self.config.get("quantum", "active_wait")
+        if seconds > 0 and self.hook_point in WAIT_HOOK_POINTS and not self._failed:
+            self.wait_active(vnic, seconds)
+
+    def wait_active(self, vnic, seconds, clock=time.monotonic, sleep=time.sleep):
+        """Poll the port until ACTIVE or *seconds* passed (each poll bounded too)."""
+        start = clock()
+        deadline = start + seconds
+        self.client.extend(seconds)
+        pause, status = POLL_FIRST, None
+        while True:
+            port = self._lookup("port %s" % vnic.port_id, self.client.port, vnic.port_id)
+            if port is None:
+                return None
+            status = port.get("status")
+            if status == ACTIVE:
+                LOG.info("port %s is ACTIVE after %.1fs", vnic.port_id, clock() - start)
+                return status
+            left = deadline - clock()
+            if left <= 0.05:  # no poll past the bound
+                break
+            sleep(min(pause, left))
+            pause = min(pause * 2, POLL_MAX)
+            if clock() >= deadline:
+                break
+        LOG.warning("port %s is still %s after %gs ([quantum] active_wait): its agent has not "
+                    "wired it yet, the guest's link may stay down until it does; fix: check the "
+                    "%s agent on this host", vnic.port_id, status, seconds, vnic.plugin_type)
+        return status
