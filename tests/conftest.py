@@ -38,3 +38,9 @@ def netns():
         yield name
     finally:
         pyroute2_netns.remove(name)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: needs a real Neutron API server (its own virtualenv, installed once "
+        "per machine; .ci/run runs them; deselect with -m 'not slow')")

@@ -19,7 +19,7 @@ puts custom properties in the hook's environment, and none may set a proxy or a 
 import time
 
 from .. import naming
-from ..errors import HostError
+from ..errors import HookError, HostError
 from . import auth as auth_module
 
 API = "/v2.0"
@@ -92,7 +92,7 @@ class Client:
     def _valid(self, parse, value, what):
         try:
             return parse(value, what)
-        except HostError as err:
+        except HookError as err:
             raise ApiError("Quantum API %s answered an invalid %s" % (self.url, err)) from None
 
     def _session_for(self):
