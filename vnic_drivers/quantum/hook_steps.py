@@ -10,7 +10,7 @@ create (before_device_create the port: binding check (``binding:host_id`` is thi
 / before_nic_hotplug)        host's binding id, ``binding:vif_type`` not
                              ``binding_failed``); its network id and the network's
                              MTU when no property gave them
-prepare, plug                the network id and the MTU when no property gave them
+prepare (OVS), plug          the network id and the MTU when no property gave them
                              (plug: Linux Bridge needs the id for ``brq…``)
 plug at after_device_create  then, with ``active_wait > 0``, polls the port until
 / after_nic_hotplug          ``status`` is ACTIVE, warning when it is not in time
@@ -91,7 +91,9 @@ class ApiSteps:
         return None
 
     def complete(self, vnic, environ, action):
-        need_mtu = action in ("create", "prepare", "plug") and not environ.get("mtu", "").strip()
+        # prepare makes host devices only for OVS (hybrid): Linux Bridge has no use for it.
+        uses_mtu = action in ("create", "plug") or (action == "prepare" and vnic.plugin_type == "OPEN_VSWITCH")
+        need_mtu = uses_mtu and not environ.get("mtu", "").strip()
         need_network_id = vnic.network_id is None and (
             need_mtu or (action == "plug" and vnic.plugin_type == "LINUX_BRIDGE"))
         port = None
