@@ -82,7 +82,7 @@ def _api_url(value, what):
     return value
 
 
-def _path(value, what):
+def _absolute_path(value, what):
     value = value.strip()
     if not os.path.isabs(value):
         raise InputError("%s=%r: expected an absolute path" % (what, value))
@@ -131,9 +131,9 @@ SCHEMA = {
         "url": (_optional(_api_url), ""),
         "auth": (_choice("noauth", "keystone-v2", "keystone-v3"), "noauth"),
         # Root-owned, 0600, separate from this file: the Keystone user and password.
-        "credentials": (_optional(_path), "/etc/vdsm/quantum_vnic_credentials.conf"),
+        "credentials": (_absolute_path, "/etc/vdsm/quantum_vnic.credentials"),
         # CA bundle for https; empty: the system's CAs. Verification is never off.
-        "ca_file": (_optional(_path), ""),
+        "ca_file": (_optional(_absolute_path), ""),
         "connect_timeout": (_timeout, "2"),
         "read_timeout": (_timeout, "5"),
         # The most seconds one hook run spends on lookups, retries included.
@@ -143,7 +143,8 @@ SCHEMA = {
         "strict": (_boolean, "false"),
         # After the device is created, wait up to this long for the port to be ACTIVE.
         "active_wait": (_seconds, "0"),
-        "token_cache": (_optional(_path), "/var/lib/vdsm/quantum_vnic_token.json"),
+        # Where Keystone tokens are kept between hook runs; empty: in memory only.
+        "token_cache": (_optional(_absolute_path), "/run/vdsm/quantum_vnic.token"),
     },
 }
 

@@ -8,7 +8,3 @@ Everything here runs on the unprivileged side (the hook process, user vdsm): roo
 talks to the network. With ``[quantum] url`` empty (the default) nothing here is imported.
 """
 
-
-def enabled(config):
-    """True when the config names an API endpoint."""
-    return bool(config.get("quantum", "url"))

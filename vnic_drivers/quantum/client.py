@@ -127,7 +127,7 @@ class Client:
                     self._headers = self._auth.headers(session, refresh=refresh_now)
                     refresh_now = False
                 response = session.get(self.url + path, params=params, headers=self._headers,
-                                       timeout=timeout, allow_redirects=False)
+                                       timeout=timeout, verify=session.verify, allow_redirects=False)
             except requests.exceptions.SSLError:
                 # Not transient: retrying cannot make the certificate verify.
                 raise ApiError("%s: TLS verification failed: set [quantum] ca_file to the CA that "
