@@ -35,7 +35,7 @@ from tests import neutron_server  # noqa: E402
 from tests.conftest import quantum_properties  # noqa: E402
 from vnic_drivers import config as config_module  # noqa: E402
 from vnic_drivers.quantum import client as client_module  # noqa: E402
-from vnic_drivers.quantum.hook_steps import binding_host_id  # noqa: E402
+from vnic_drivers.binding_host import binding_host_id  # noqa: E402
 
 with open(os.path.join(REPO, "examples", "linux_bridge_vnic.xml"), "rb") as _stream:
     DEVICE = _stream.read()
@@ -45,11 +45,11 @@ def _hook(hook_point, properties, config_path, workdir):
     path = os.path.join(workdir, "domxml")
     with open(path, "wb") as stream:
         stream.write(DEVICE if hook_point.startswith("before_") else b"")
-    env = dict(os.environ, _hook_domxml=path, vmId="d1b3a52e-6f6b-4c1d-9a3e-3c1f00d0c0de",
-               PYTHONPATH=REPO, QUANTUM_VNIC_CONF=config_path, QUANTUM_VNIC_DRY_RUN="1")
+    env = dict(os.environ, _hook_domxml=path, vmId="d1b3a52e-6f6b-4c1d-9a3e-3c1f00d0c0de", PYTHONPATH=REPO)
     env.update(properties)
+    argv = [sys.executable, os.path.join(REPO, "hooks", hook_point), "--config", config_path, "--dry-run"]
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, os.path.join(REPO, "hooks", hook_point)], env=env,
+    done = subprocess.run(argv, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:

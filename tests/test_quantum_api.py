@@ -26,13 +26,13 @@ from tests import neutron_server
 from tests.conftest import quantum_properties
 from tests.vdsm import REPO, run_hook
 from vnic_drivers import config as config_module
+from vnic_drivers.binding_host import binding_host_id
 from vnic_drivers.errors import HostError, InputError
 from vnic_drivers.quantum import client as client_module
 from vnic_drivers.quantum import hook_steps
 from vnic_drivers.vnic import Vnic
 
 EXAMPLES = os.path.join(REPO, "examples")
-DRY_RUN = {"QUANTUM_VNIC_DRY_RUN": "1"}
 
 
 def example(name):
@@ -53,7 +53,7 @@ def make_config(tmp_path, url, **options):
 
 
 def this_host(plugin_type="OPEN_VSWITCH"):
-    return hook_steps.binding_host_id(config_module.defaults(), plugin_type)[0]
+    return binding_host_id(config_module.defaults(), plugin_type)[0]
 
 
 def warnings_of(run):
@@ -126,7 +126,7 @@ def test_port_and_network_lookup(neutron, network, bound_port, tmp_path):
 def test_create_takes_mtu_from_the_network_and_checks_the_binding(neutron, network, bound_port):
     props = quantum_properties("LINUX_BRIDGE", port_id=bound_port["id"])
     run = run_hook("before_device_create", example("linux_bridge_vnic.xml"), props,
-                   config=quantum_ini(neutron.url), extra_env=DRY_RUN)
+                   config=quantum_ini(neutron.url), dry_run=True)
     assert run.returncode == 0, run.stderr
     assert b"<mtu size=\"1450\"/>" in run.after
     assert warnings_of(run) == []
@@ -136,7 +136,7 @@ def test_create_takes_mtu_from_the_network_and_checks_the_binding(neutron, netwo
 def test_mtu_property_wins_over_the_network(neutron, bound_port):
     props = quantum_properties("OPEN_VSWITCH", port_id=bound_port["id"], mtu="1300")
     run = run_hook("before_device_create", example("ovs_vnic.xml"), props,
-                   config=quantum_ini(neutron.url), extra_env=DRY_RUN)
+                   config=quantum_ini(neutron.url), dry_run=True)
     assert run.returncode == 0, run.stderr
     assert b"<mtu size=\"1300\"/>" in run.after
 
@@ -144,12 +144,12 @@ def test_mtu_property_wins_over_the_network(neutron, bound_port):
 @slow
 def test_linux_bridge_plug_gets_the_network_id(neutron, network, bound_port):
     props = quantum_properties("LINUX_BRIDGE", port_id=bound_port["id"])
-    run = run_hook("after_device_create", b"", props, config=quantum_ini(neutron.url), extra_env=DRY_RUN)
+    run = run_hook("after_device_create", b"", props, config=quantum_ini(neutron.url), dry_run=True)
     assert run.returncode == 0, run.stderr
     brq = "brq" + network["id"][:11]
     assert brq in run.stderr, run.stderr
     # Without the API the agent is left to find the tap (no bridge).
-    run = run_hook("after_device_create", b"", props, extra_env=DRY_RUN)
+    run = run_hook("after_device_create", b"", props, dry_run=True)
     assert brq not in run.stderr
 
 
@@ -159,14 +159,14 @@ def test_port_bound_elsewhere_warns_once_and_strict_stops(neutron, network):
     assert port["binding:vif_type"] == "binding_failed"
     props = quantum_properties("OPEN_VSWITCH", port_id=port["id"])
     xml = example("ovs_vnic.xml")
-    run = run_hook("before_device_create", xml, props, config=quantum_ini(neutron.url), extra_env=DRY_RUN)
+    run = run_hook("before_device_create", xml, props, config=quantum_ini(neutron.url), dry_run=True)
     assert run.returncode == 0, run.stderr
     assert run.changed  # the VM still starts, as without the API
     [warning] = warnings_of(run)
     assert "'compute-elsewhere'" in warning and repr(this_host()) in warning and "fix:" in warning
 
     run = run_hook("before_device_create", xml, props, config=quantum_ini(neutron.url, strict="true"),
-                   extra_env=DRY_RUN)
+                   dry_run=True)
     assert run.returncode == 2
     assert not run.changed
     assert "compute-elsewhere" in run.stderr and "strict" in run.stderr
@@ -191,7 +191,7 @@ def test_active_wait(neutron, bound_port):
     timer = threading.Timer(1.0, neutron.set_port_status, (bound_port["id"], "ACTIVE"))
     timer.start()
     try:
-        run = run_hook("after_device_create", b"", props, config=config, extra_env=DRY_RUN)
+        run = run_hook("after_device_create", b"", props, config=config, dry_run=True)
     finally:
         timer.cancel()
     assert run.returncode == 0, run.stderr
@@ -203,7 +203,7 @@ def test_active_wait(neutron, bound_port):
 def test_active_wait_times_out_with_a_warning(neutron, bound_port):
     props = quantum_properties("OPEN_VSWITCH", port_id=bound_port["id"])
     run = run_hook("after_nic_hotplug", b"", props, config=quantum_ini(neutron.url, active_wait="1.5"),
-                   extra_env=DRY_RUN)
+                   dry_run=True)
     assert run.returncode == 0, run.stderr
     [warning] = warnings_of(run)
     assert "still DOWN after 1.5s" in warning
@@ -218,12 +218,12 @@ def test_deleted_port(neutron, network, tmp_path):
     assert caught.value.status == 404
     props = quantum_properties("OPEN_VSWITCH", port_id=port["id"])
     xml = example("ovs_vnic.xml")
-    run = run_hook("before_device_create", xml, props, config=quantum_ini(neutron.url), extra_env=DRY_RUN)
+    run = run_hook("before_device_create", xml, props, config=quantum_ini(neutron.url), dry_run=True)
     assert run.returncode == 0 and run.changed, run.stderr
     [warning] = warnings_of(run)
     assert "does not exist in Quantum" in warning and "404" in warning
     run = run_hook("before_device_create", xml, props, config=quantum_ini(neutron.url, strict="yes"),
-                   extra_env=DRY_RUN)
+                   dry_run=True)
     assert run.returncode == 2 and not run.changed
 
 
@@ -280,17 +280,17 @@ def test_stopped_provider_falls_back_with_one_warning():
     props = quantum_properties("LINUX_BRIDGE")
     xml = example("linux_bridge_vnic.xml")
     config = quantum_ini(neutron_server.unused_port_url(), active_wait="5")
-    without_api = run_hook("before_device_create", xml, props, extra_env=DRY_RUN)
-    run = run_hook("before_device_create", xml, props, config=config, extra_env=DRY_RUN)
+    without_api = run_hook("before_device_create", xml, props, dry_run=True)
+    run = run_hook("before_device_create", xml, props, config=config, dry_run=True)
     assert run.returncode == 0, run.stderr
     assert run.after == without_api.after  # exactly the no-API device
     [warning] = warnings_of(run)
     assert "connection refused (3 attempts)" in warning and "going on without the API" in warning
     # after_*: no network id either, and no ACTIVE wait once the provider is known down.
-    run = run_hook("after_device_create", b"", props, config=config, extra_env=DRY_RUN)
+    run = run_hook("after_device_create", b"", props, config=config, dry_run=True)
     assert run.returncode == 0 and len(warnings_of(run)) == 1, run.stderr
 
-    run = run_hook("before_device_create", xml, props, config=config + "strict = true\n", extra_env=DRY_RUN)
+    run = run_hook("before_device_create", xml, props, config=config + "strict = true\n", dry_run=True)
     assert run.returncode == 2 and not run.changed
     assert "connection refused" in run.stderr
 
@@ -308,7 +308,7 @@ def test_hung_provider_is_bounded_by_the_budget(tmp_path):
         assert api.remaining() == 0.0 or api._down is not None
 
         props = quantum_properties("OPEN_VSWITCH")
-        run = run_hook("before_device_create", example("ovs_vnic.xml"), props, extra_env=DRY_RUN,
+        run = run_hook("before_device_create", example("ovs_vnic.xml"), props, dry_run=True,
                        config=quantum_ini(silent.url, read_timeout="0.5", retries="1", budget="2"))
         assert run.returncode == 0 and run.changed, run.stderr
         [warning] = warnings_of(run)
@@ -438,23 +438,19 @@ def test_quantum_section_defaults_and_validation(tmp_path):
     assert make_config(tmp_path, "https://controller:9696/").get("quantum", "url") == "https://controller:9696"
 
 
-def test_api_off_imports_no_requests():
+def test_api_off_imports_no_requests(tmp_path):
     """With no url (the default) a Quantum vNIC's hook loads neither the client nor requests."""
     code = (
-        "import sys, runpy\n"
-        "sys.argv = ['hook']\n"
+        "import sys\n"
         "from vnic_drivers import hook_main\n"
-        "rc = hook_main.main('before_device_create')\n"
+        "rc = hook_main.main('before_device_create', argv=['--config', sys.argv[1], '--dry-run'])\n"
         "print(rc, 'requests' in sys.modules, 'vnic_drivers.quantum.client' in sys.modules)\n"
     )
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(suffix=".xml") as xml:
-        xml.write(example("ovs_vnic.xml"))
-        xml.flush()
-        env = dict(os.environ, PYTHONPATH=REPO, _hook_domxml=xml.name, **DRY_RUN,
-                   **quantum_properties("OPEN_VSWITCH"))
-        env.pop("QUANTUM_VNIC_CONF", None)
-        env["QUANTUM_VNIC_CONF"] = os.devnull
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    xml = tmp_path / "domxml"
+    xml.write_bytes(example("ovs_vnic.xml"))
+    conf = tmp_path / "empty.conf"
+    conf.write_text("")
+    env = dict(os.environ, PYTHONPATH=REPO, _hook_domxml=str(xml), **quantum_properties("OPEN_VSWITCH"))
+    done = subprocess.run([sys.executable, "-c", code, str(conf)], env=env, capture_output=True, text=True,
+                          timeout=60)
     assert done.stdout.split() == ["0", "False", "False"], done.stderr

@@ -26,6 +26,7 @@ fails leaves the vNIC as it would be without the API, with one warning line; wit
 import logging
 import time
 
+from ..binding_host import binding_host_id
 from ..errors import HostError
 from . import client as client_module
 
@@ -33,19 +34,6 @@ LOG = logging.getLogger("quantum_vnic")
 ACTIVE = "ACTIVE"
 WAIT_HOOK_POINTS = ("after_device_create", "after_nic_hotplug")
 POLL_FIRST, POLL_MAX = 0.2, 1.0
-
-
-def binding_host_id(config, plugin_type):
-    """(this host's binding id for *plugin_type*, where it came from)."""
-    try:
-        from ..binding_host import binding_host_id as lookup  # the i9-core module
-    except ImportError:
-        # Stand-in until vnic_drivers/binding_host.py lands: the agents' own default
-        # for their ``host`` option.
-        import socket
-
-        return socket.gethostname(), "the host name (the agents' default host)"
-    return lookup(config, plugin_type)
 
 
 def complete(vnic, environ, config, hook_point, action, client=None):
