@@ -10,11 +10,11 @@ create (before_device_create the port: binding check (``binding:host_id`` is thi
 / before_nic_hotplug)        host's binding id, ``binding:vif_type`` not
                              ``binding_failed``); its network id and the network's
                              MTU when no property gave them
-prepare (OVS), plug          the network id and the MTU when no property gave them
-                             (plug: Linux Bridge needs the id for ``brq…``)
+prepare (OVS)                the MTU (for the hybrid devices) when no property gave it
+plug (Linux Bridge)          the network id when no property gave it (for ``brq…``)
 plug at after_device_create  then, with ``active_wait > 0``, polls the port until
 / after_nic_hotplug          ``status`` is ACTIVE, warning when it is not in time
-unplug                       nothing
+update, keep, unplug         nothing
 ===========================  ====================================================
 
 A property always wins over the API; the API's MTU wins over ``[hook] mtu``. A lookup that
@@ -79,8 +79,9 @@ class ApiSteps:
         return None
 
     def complete(self, vnic, environ, action):
-        # prepare makes host devices only for OVS (hybrid): Linux Bridge has no use for it.
-        uses_mtu = action in ("create", "plug") or (action == "prepare" and vnic.plugin_type == "OPEN_VSWITCH")
+        # The MTU goes into the XML (create; libvirt sets it on the tap, and a migrating
+        # VM's XML carries it) and into hybrid devices (prepare, OVS); plug never needs it.
+        uses_mtu = action == "create" or (action == "prepare" and vnic.plugin_type == "OPEN_VSWITCH")
         need_mtu = uses_mtu and not environ.get("mtu", "").strip()
         need_network_id = vnic.network_id is None and (
             need_mtu or (action == "plug" and vnic.plugin_type == "LINUX_BRIDGE"))
