@@ -173,15 +173,20 @@ class Client:
 
 def _connection_reason(err):
     """A short reason for a requests ConnectionError (its str() is a nested repr)."""
-    cause = err
-    while cause is not None:
+    cause, depth = err, 0
+    while cause is not None and depth < 10:  # the chain of causes, not a cycle
+        depth += 1
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
         if isinstance(cause, ConnectionResetError):
             return "connection reset"
         if "Name or service not known" in str(cause) or "nodename nor servname" in str(cause):
             return "host name does not resolve"
-        cause = cause.__cause__ or cause.__context__ or (cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None)
+        # requests wraps urllib3's MaxRetryError (args[0]), which holds the error in .reason.
+        wrapped = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
+        cause = getattr(cause, "reason", None) or cause.__cause__ or cause.__context__ or wrapped
+        if not isinstance(cause, BaseException):
+            cause = None
     text = str(err)
     if "RemoteDisconnected" in text or "Connection aborted" in text:
         return "the server closed the connection without answering"
