@@ -295,6 +295,21 @@ def test_stopped_provider_falls_back_with_one_warning():
     assert "connection refused" in run.stderr
 
 
+def test_auth_that_cannot_start_is_a_failed_lookup():
+    """Credentials the auth refuses (here: no file) fall back like a provider that is down."""
+    props = quantum_properties("OPEN_VSWITCH")
+    config = quantum_ini(neutron_server.unused_port_url(), auth="keystone-v3",
+                         credentials="/nonexistent/quantum_vnic.credentials", active_wait="5")
+    for hook_point in ("before_device_create", "after_device_create"):
+        run = run_hook(hook_point, example("ovs_vnic.xml"), props, config=config, dry_run=True)
+        assert run.returncode == 0, run.stderr
+        [warning] = warnings_of(run)
+        assert "going on without the API" in warning
+    run = run_hook("before_device_create", example("ovs_vnic.xml"), props, config=config + "strict = true\n",
+                   dry_run=True)
+    assert run.returncode == 2 and not run.changed
+
+
 def test_hung_provider_is_bounded_by_the_budget(tmp_path):
     silent = neutron_server.SilentServer()
     try:

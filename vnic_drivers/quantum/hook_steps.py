@@ -27,7 +27,7 @@ import logging
 import time
 
 from ..binding_host import binding_host_id
-from ..errors import HostError
+from ..errors import HookError, HostError
 from . import client as client_module
 
 LOG = logging.getLogger("quantum_vnic")
@@ -50,8 +50,16 @@ class ApiSteps:
         self.config = config
         self.hook_point = hook_point
         self.strict = config.get("quantum", "strict")
-        self.client = client or client_module.Client(config)
+        self._client = client
         self._failed = False
+
+    @property
+    def client(self):
+        # Made on first use, inside _lookup: a credentials file the auth refuses is a
+        # failed lookup like any other (a warning, or with strict an error).
+        if self._client is None:
+            self._client = client_module.Client(self.config)
+        return self._client
 
     def _problem(self, message, fix):
         """One warning line, or with strict the error that stops the hook."""
@@ -60,22 +68,23 @@ class ApiSteps:
             raise HostError(line + " (an error because [quantum] strict = true)")
         LOG.warning("%s", line)
 
-    def _lookup(self, what, call, *args):
-        """*call(*args)*, or None after one warning (a second failure says nothing more)."""
+    def _lookup(self, what, method, *args):
+        """``client.method(*args)``, or None after one warning (a second failure says
+        nothing more)."""
         if self._failed:
             return None
         try:
-            return call(*args)
+            return getattr(self.client, method)(*args)
         except client_module.NotFound as err:
             self._failed = True
             self._problem("%s: %s does not exist in Quantum (deleted?)" % (err, what),
                           "check the vNIC profile and the port in the provider; the vNIC is wired "
                           "without the API's facts and no agent will bind it")
-        except client_module.ApiError as err:
+        except HookError as err:  # the API, or the auth before it (credentials, Keystone)
             self._failed = True
             self._problem("%s; going on without the API (%s)" % (err, what),
-                          "check [quantum] url and that the provider is up; the vNIC is wired as "
-                          "with the API off")
+                          "check [quantum] url, auth and credentials, and that the provider is "
+                          "up; the vNIC is wired as with the API off")
         return None
 
     def complete(self, vnic, environ, action):
@@ -87,7 +96,7 @@ class ApiSteps:
             need_mtu or (action == "plug" and vnic.plugin_type == "LINUX_BRIDGE"))
         port = None
         if action == "create" or need_network_id:
-            port = self._lookup("port %s" % vnic.port_id, self.client.port, vnic.port_id)
+            port = self._lookup("port %s" % vnic.port_id, "port", vnic.port_id)
         if port is not None:
             if vnic.network_id is None and port.get("network_id"):
                 vnic.network_id = port["network_id"]
@@ -95,7 +104,7 @@ class ApiSteps:
             if action == "create":
                 self.check_binding(vnic, port)
         if need_mtu and vnic.network_id is not None:
-            network = self._lookup("network %s" % vnic.network_id, self.client.network, vnic.network_id)
+            network = self._lookup("network %s" % vnic.network_id, "network", vnic.network_id)
             if network is not None and network.get("mtu"):
                 vnic.mtu = network["mtu"]
 
@@ -128,10 +137,12 @@ class ApiSteps:
         """Poll the port until ACTIVE or *seconds* passed (each poll bounded too)."""
         start = clock()
         deadline = start + seconds
-        self.client.extend(seconds)
+        self._lookup("the ACTIVE wait", "extend", seconds)
+        if self._failed:
+            return None
         pause, status = POLL_FIRST, None
         while True:
-            port = self._lookup("port %s" % vnic.port_id, self.client.port, vnic.port_id)
+            port = self._lookup("port %s" % vnic.port_id, "port", vnic.port_id)
             if port is None:
                 return None
             status = port.get("status")
