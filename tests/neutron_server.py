@@ -20,6 +20,7 @@ module level it imports the standard library only.
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -32,9 +33,9 @@ import time
 import uuid
 
 NEUTRON_VERSION = "25.2.3"  # 2024.2 (Dalmatian): installs and runs on Python 3.9 to 3.12
-# pip takes the newest of every dependency; neutron-lib 4+ dropped names 25.x imports
-# (constants.ACCESS_READONLY). The rest of today's PyPI works with it.
-PINS = ("neutron-lib==3.16.0",)
+# pip would take the newest of every dependency, and neutron-lib 4+ dropped names 25.x
+# imports (constants.ACCESS_READONLY): every version is pinned, as the venv that passed.
+CONSTRAINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "neutron_constraints.txt")
 VENV_ENV = "QUANTUM_VNIC_NEUTRON_VENV"
 PYTHON_ENV = "QUANTUM_VNIC_NEUTRON_PYTHON"
 INSTALL_TIMEOUT = 1200
@@ -100,22 +101,28 @@ def ensure_venv(log=print):
     path = venv_dir()
     done = os.path.join(path, "quantum-vnic-ready")
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(CONSTRAINTS, "rb") as stream:
+        stamp = hashlib.sha256(stream.read()).hexdigest()
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time (parallel sessions)
-        if os.path.exists(done):
-            return path, None
+        try:
+            with open(done) as stream:
+                if stream.read().split()[-1] == stamp:
+                    return path, None
+        except (OSError, IndexError):
+            pass  # not made yet, or made with other pins: make it again
         started = time.monotonic()
         shutil.rmtree(path, ignore_errors=True)
         log("neutron_server: creating %s (pip install neutron==%s; a few minutes, once)" % (path, NEUTRON_VERSION))
         _run([_python(), "-m", "venv", path], "create the virtualenv", 120)
         pip = [os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q",
                "--disable-pip-version-check"]
-        _run(pip + ["neutron==%s" % NEUTRON_VERSION] + list(PINS), "pip install neutron==%s" % NEUTRON_VERSION,
+        _run(pip + ["neutron==%s" % NEUTRON_VERSION, "-c", CONSTRAINTS], "pip install neutron==%s" % NEUTRON_VERSION,
              INSTALL_TIMEOUT)
         _make_schema(path)
         seconds = time.monotonic() - started
         with open(done, "w") as stream:
-            stream.write("%.1f\n" % seconds)
+            stream.write("%.1f %s\n" % (seconds, stamp))
         log("neutron_server: venv ready in %.0fs" % seconds)
         return path, seconds
 
