@@ -14,8 +14,9 @@ monkey-patches for eventlet when imported; wsgiref's threads then never answer).
 Ports bind only to a host with a live agent, so :meth:`NeutronServer.add_agent` writes a
 fresh agent row; :meth:`NeutronServer.set_port_status` stands in for the agent's RPC.
 
-This file is also the script the venv's interpreter runs (``schema``, ``serve``): at
-module level it imports the standard library only.
+This file is also a script: ``prepare`` (the main interpreter: make the venv) and, run by
+the venv's interpreter, ``schema`` and ``serve``; at module level it imports the standard
+library only.
 """
 
 import contextlib
@@ -95,7 +96,8 @@ def venv_dir(python=None):
 
 
 def ensure_venv(log=print):
-    """The venv's directory, made (pip install neutron, schema) on first use; the time it took."""
+    """(the venv's directory, seconds its making took, whether this call made it); made
+    (pip install neutron, schema) on first use."""
     import fcntl
 
     path = venv_dir()
@@ -107,9 +109,10 @@ def ensure_venv(log=print):
         fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time (parallel sessions)
         try:
             with open(done) as stream:
-                if stream.read().split()[-1] == stamp:
-                    return path, None
-        except (OSError, IndexError):
+                seconds, made_with = stream.read().split()
+            if made_with == stamp:
+                return path, float(seconds), False
+        except (OSError, ValueError):
             pass  # not made yet, or made with other pins: make it again
         started = time.monotonic()
         shutil.rmtree(path, ignore_errors=True)
@@ -124,7 +127,7 @@ def ensure_venv(log=print):
         with open(done, "w") as stream:
             stream.write("%.1f %s\n" % (seconds, stamp))
         log("neutron_server: venv ready in %.0fs" % seconds)
-        return path, seconds
+        return path, seconds, True
 
 
 def _run(argv, what, timeout, **kwargs):
@@ -424,5 +427,14 @@ def _venv_serve(port_file):
     eventlet.wsgi.server(sock, application, log_output=False)
 
 
+def _prepare():
+    """``python3 tests/neutron_server.py prepare``: make the venv now (./dev test starts it
+    in the background, so the install overlaps the suites that run before this one)."""
+    try:
+        ensure_venv(log=lambda line: print(line, file=sys.stderr))
+    except NeutronUnavailable as err:
+        sys.exit("neutron_server: %s" % err)
+
+
 if __name__ == "__main__":
-    {"schema": _venv_schema, "serve": _venv_serve}[sys.argv[1]](*sys.argv[2:])
+    {"schema": _venv_schema, "serve": _venv_serve, "prepare": _prepare}[sys.argv[1]](*sys.argv[2:])

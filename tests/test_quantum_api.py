@@ -72,11 +72,11 @@ def neutron(request, tmp_path_factory):
             sys.stderr.write("\n%s\n" % line)
 
     try:
-        venv, seconds = neutron_server.ensure_venv(log=say)
+        venv, seconds, made_now = neutron_server.ensure_venv(log=say)
     except neutron_server.NeutronUnavailable as err:
         pytest.skip("Neutron %s cannot be installed here: %s" % (neutron_server.NEUTRON_VERSION, err))
-    if seconds is None:
-        say("neutron_server: reusing %s" % venv)
+    if not made_now:
+        say("neutron_server: reusing %s (its install took %.0fs)" % (venv, seconds))
     server = neutron_server.NeutronServer(venv, str(tmp_path_factory.mktemp("neutron")))
     started = time.monotonic()
     try:
