@@ -6,6 +6,7 @@ the option and what was expected. The file is optional: without it the defaults 
 """
 
 import os
+import re
 
 from . import naming
 from .errors import InputError
@@ -123,13 +124,6 @@ def _api_url(value, what):
     return value
 
 
-def _absolute_path(value, what):
-    value = value.strip()
-    if not os.path.isabs(value):
-        raise InputError("%s=%r: expected an absolute path" % (what, value))
-    return value
-
-
 def _timeout(value, what):
     number = _seconds(value, what)
     if number <= 0:
@@ -142,6 +136,25 @@ def _count(value, what):
     if not value.isdigit() or int(value) > 10:
         raise InputError("%s=%r: expected a whole number from 0 to 10" % (what, value))
     return int(value)
+
+
+def _socket_path(value, what):
+    value = _absolute_path(value, what)
+    if len(value) > 107:  # sun_path holds 108 bytes with the terminating NUL
+        raise InputError("%s=%r: a unix socket path has at most 107 characters" % (what, value))
+    return value
+
+
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+
+
+def _user_list(value, what):
+    """User names or numeric uids, separated by commas or spaces (resolved by the helper)."""
+    users = tuple(part for part in value.replace(",", " ").split() if part)
+    for user in users:
+        if not (user.isdigit() or _USER_RE.match(user)):
+            raise InputError("%s=%r: expected user names or uids separated by commas" % (what, value))
+    return users
 
 
 # section -> option -> (parser, default as it would be written in the file)
@@ -196,6 +209,14 @@ SCHEMA = {
         "active_wait": (_seconds, "0"),
         # Where Keystone tokens are kept between hook runs; empty: in memory only.
         "token_cache": (_optional(_absolute_path), "/run/vdsm/quantum_vnic.token"),
+    },
+    # The resident helper (vnic_drivers/helper/): its socket, who may use it, and when
+    # it gives up on a client, or exits when nobody asked anything for a while.
+    "helper": {
+        "socket": (_socket_path, "/run/quantum-vnic/helper.sock"),
+        "allowed_users": (_user_list, "vdsm"),
+        "idle_timeout": (_seconds, "60"),
+        "client_timeout": (_seconds, "5"),
     },
 }
 

@@ -178,7 +178,7 @@ def _dispatch(action, hook_point, environ, config, options, logger):
         from .quantum import hook_steps
 
         api = hook_steps.complete(vnic, environ, config, hook_point, action)
-    driver = base.driver_for(vnic, config, host_module.connect(dry_run=options.dry_run))
+    driver = base.driver_for(vnic, config, host_module.connect(dry_run=options.dry_run, config=config))
     logger.debug("%s: %r with %s", hook_point, vnic, type(driver).__name__)
 
     if action in ("create", "update"):
@@ -221,6 +221,18 @@ def _record(config, vnic, options, logger):
         logger.debug("dry-run: would record MAC %s of port %s", vnic.mac, vnic.port_id)
     else:
         records.save(config, vnic, logger)
+
+
+def exit_now(code):
+    """End the hook process with *code* once its output is flushed, skipping interpreter
+    shutdown (module teardown, GC: ~20 ms of a hook's run). The hook scripts call it.
+    Nothing is buffered elsewhere: files are closed by then, log handlers write through."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def entry_point():
