@@ -194,7 +194,7 @@ SCHEMA = {
         # The Quantum (Neutron) API endpoint; empty: the hooks never ask the provider.
         "url": (_optional(_api_url), ""),
         "auth": (_choice("noauth", "keystone-v2", "keystone-v3"), "noauth"),
-        # Root-owned, 0600, separate from this file: the Keystone user and password.
+        # The Keystone user and password: its own file, owned by vdsm (or root), mode 0600.
         "credentials": (_absolute_path, "/etc/vdsm/quantum_vnic.credentials"),
         # CA bundle for https; empty: the system's CAs. Verification is never off.
         "ca_file": (_optional(_absolute_path), ""),
