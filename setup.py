@@ -13,7 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["vnic_drivers", "vnic_drivers.*"]),
-    install_requires=["lxml"],
+    install_requires=["lxml", "requests"],
     extras_require={
         "host": ["pyroute2", "ovs", "requests"],
         "test": ["pytest", "pyroute2", "ovs", "vermin", "libvirt-python", "requests"],

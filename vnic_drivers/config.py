@@ -110,20 +110,39 @@ def _ovsdb_remote(value, what):
     return value
 
 
+def _api_url(value, what):
+    # Validated here so the hook never hands requests a URL it would guess about; the
+    # userinfo part is refused: credentials belong in the credentials file.
+    from urllib.parse import urlsplit
+
+    value = value.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc \
+            or parts.query or parts.fragment:
+        raise InputError("%s: expected http(s)://HOST[:PORT][/PATH] with no user, query or "
+                         "fragment (the Quantum API endpoint, e.g. http://controller:9696)" % what)
+    return value
+
+
+def _timeout(value, what):
+    number = _seconds(value, what)
+    if number <= 0:
+        raise InputError("%s=%r: expected seconds above 0 (and at most 300)" % (what, value))
+    return number
+
+
+def _count(value, what):
+    value = value.strip()
+    if not value.isdigit() or int(value) > 10:
+        raise InputError("%s=%r: expected a whole number from 0 to 10" % (what, value))
+    return int(value)
+
+
 def _socket_path(value, what):
     value = _absolute_path(value, what)
     if len(value) > 107:  # sun_path holds 108 bytes with the terminating NUL
         raise InputError("%s=%r: a unix socket path has at most 107 characters" % (what, value))
     return value
-
-
-def _http_url(value, what):
-    value = value.strip()
-    if not (value.startswith("http://") or value.startswith("https://")) or "@" in value.split("/")[2]:
-        shown = value if "@" not in value else "<not shown: it has user:password@>"
-        raise InputError("%s=%s: expected http://HOST:PORT or https://HOST:PORT (no user:password@)"
-                         % (what, shown))
-    return value.rstrip("/")
 
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
@@ -171,20 +190,25 @@ SCHEMA = {
         "ovsdb": (_ovsdb_remote, "unix:/var/run/openvswitch/db.sock"),
         "wait_timeout": (_seconds, "0"),
     },
-    # The Quantum API client (vnic_drivers/quantum/). The full section, with the
-    # client's own options, comes from branch i11-api; these are the ones the client
-    # and vnic_drivers/quantum/auth.py read, under the same names.
     "quantum": {
-        # empty: no API calls at all
-        "url": (_optional(_http_url), ""),
+        # The Quantum (Neutron) API endpoint; empty: the hooks never ask the provider.
+        "url": (_optional(_api_url), ""),
         "auth": (_choice("noauth", "keystone-v2", "keystone-v3"), "noauth"),
+        # The Keystone user and password: its own file, owned by vdsm (or root), mode 0600.
         "credentials": (_absolute_path, "/etc/vdsm/quantum_vnic.credentials"),
-        # empty: tokens are kept in memory only (one per hook process)
-        "token_cache": (_optional(_absolute_path), "/run/vdsm/quantum_vnic.token"),
-        # empty: the system's CA bundle
+        # CA bundle for https; empty: the system's CAs. Verification is never off.
         "ca_file": (_optional(_absolute_path), ""),
-        "connect_timeout": (_seconds, "3"),
-        "read_timeout": (_seconds, "10"),
+        "connect_timeout": (_timeout, "2"),
+        "read_timeout": (_timeout, "5"),
+        # The most seconds one hook run spends on lookups, retries included.
+        "budget": (_timeout, "8"),
+        "retries": (_count, "2"),
+        # true: a failed lookup or a binding mismatch stops the VM start (exit 2).
+        "strict": (_boolean, "false"),
+        # After the device is created, wait up to this long for the port to be ACTIVE.
+        "active_wait": (_seconds, "0"),
+        # Where Keystone tokens are kept between hook runs; empty: in memory only.
+        "token_cache": (_optional(_absolute_path), "/run/vdsm/quantum_vnic.token"),
     },
     # The resident helper (vnic_drivers/helper/): its socket, who may use it, and when
     # it gives up on a client, or exits when nobody asked anything for a while.

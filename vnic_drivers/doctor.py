@@ -268,6 +268,100 @@ def check_helper(ctx):
     return Result(OK, "quantum-vnic-helper answers %s on %s" % (VDSM_USER, path))
 
 
+# --- the Quantum API ([quantum] url): reachable, credentials, agents, ports -------------
+
+API_BUDGET = 15.0
+AGENT_TYPES = {"LINUX_BRIDGE": "Linux bridge agent", "OPEN_VSWITCH": "Open vSwitch agent"}
+
+
+def _api_off(ctx):
+    if ctx.config_error:
+        return Result(SKIP, "the config is invalid (see above): not guessing which provider to ask")
+    if not ctx.config.get("quantum", "url"):
+        return Result(SKIP, "[quantum] url is empty: the hooks never ask the provider")
+    return None
+
+
+def _binding_hosts(ctx):
+    """{plugin: (binding host id, where it came from)} for the plugins in use."""
+    from .binding_host import binding_host_id
+
+    return {plugin: binding_host_id(ctx.config, plugin) for plugin in ctx.plugins}
+
+
+def check_quantum_api(ctx):
+    off = _api_off(ctx)
+    if off:
+        return off
+    from .errors import HookError
+    from .quantum import client
+
+    ctx.facts["binding_hosts"] = hosts = _binding_hosts(ctx)
+    try:
+        api = ctx.facts["api"] = client.Client(ctx.config, budget=API_BUDGET)
+        ctx.facts["agents"] = {host: api.agents(host) for host, _ in set(hosts.values())}
+    except client.ApiError as err:
+        ctx.facts.pop("api", None)
+        if err.status in (401, 403):
+            return Result(FAIL, "%s: the credentials were refused" % err,
+                          "fix the user, password and project in %s" % ctx.config.get("quantum", "credentials"))
+        return Result(FAIL, str(err), "check [quantum] url, ca_file and that the provider is up")
+    except HookError as err:  # the auth could not even ask (credentials file, Keystone)
+        ctx.facts.pop("api", None)
+        return Result(FAIL, str(err), "fix [quantum] auth and %s" % ctx.config.get("quantum", "credentials"))
+    return Result(OK, "%s answers (auth %s, credentials accepted)" % (api.url, ctx.config.get("quantum", "auth")))
+
+
+def check_quantum_agents(ctx):
+    off = _api_off(ctx)
+    if off:
+        return off
+    if "agents" not in ctx.facts:
+        return Result(SKIP, "the API did not answer: cannot list this host's agents")
+    found, missing = [], []
+    for plugin, (host, source) in sorted(ctx.facts["binding_hosts"].items()):
+        agents = [agent for agent in ctx.facts["agents"][host] if agent.get("agent_type") == AGENT_TYPES[plugin]]
+        alive = [agent for agent in agents if agent.get("alive") and agent.get("admin_state_up", True)]
+        if alive:
+            found.append("%s on host %s" % (AGENT_TYPES[plugin], host))
+        else:
+            missing.append("no %s%s with host=%s (this host's binding id, from %s)" % (
+                "live " if agents else "", AGENT_TYPES[plugin], host, source))
+    if missing:
+        return Result(FAIL, "; ".join(missing + ["alive: " + (", ".join(found) or "none")]),
+                      "start the agent here and make its host option the binding id; ports for "
+                      "this host do not bind without it")
+    return Result(OK, "alive in the API: %s" % ", ".join(found))
+
+
+def check_quantum_ports(ctx):
+    off = _api_off(ctx)
+    if off:
+        return off
+    if "api" not in ctx.facts:
+        return Result(SKIP, "the API did not answer: cannot list this host's ports")
+    from .quantum import client
+
+    ports = []
+    try:
+        for host, _ in sorted(set(ctx.facts["binding_hosts"].values())):
+            ports.extend(ctx.facts["api"].ports_on_host(host))
+    except client.ApiError as err:
+        return Result(FAIL, str(err), "check the provider's log")
+    if not ports:
+        return Result(OK, "no port is bound to this host")
+    failed = sorted(port.get("id", "?") for port in ports if port.get("binding:vif_type") == "binding_failed")
+    ports.sort(key=lambda port: str(port.get("id", "")))
+    shown = ", ".join("%s %s" % (port.get("id", "?"), port.get("status", "?")) for port in ports[:10])
+    if len(ports) > 10:
+        shown += " and %d more" % (len(ports) - 10)
+    line = "%d port(s) bound to this host: %s" % (len(ports), shown)
+    if failed:
+        return Result(WARN, "%s; binding failed: %s" % (line, ", ".join(failed)),
+                      "start this host's agent, then re-bind the ports (restart their VMs)")
+    return Result(OK, line)
+
+
 CHECKS = [
     ("config", check_config),
     ("binding host id", check_binding_host),
@@ -280,6 +374,9 @@ CHECKS = [
     ("integration bridge", check_integration_bridge),
     ("dummy bridge", check_dummy_bridge),
     ("agent patch", check_agent_patch),
+    ("quantum api", check_quantum_api),
+    ("quantum agents", check_quantum_agents),
+    ("quantum ports", check_quantum_ports),
 ]
 
 

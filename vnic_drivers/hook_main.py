@@ -57,6 +57,8 @@ HOST_HOOK_POINTS = ("after_get_caps",)
 # Actions that read the device XML VDSM hands over; every other action works from the
 # environment, the record a before_* point left, and the host (see vnic_drivers/records.py).
 XML_ACTIONS = ("create", "prepare", "update")
+# The actions that ask the Quantum API when [quantum] url is set (vnic_drivers/quantum/hook_steps.py).
+API_ACTIONS = ("create", "prepare", "plug")
 
 USAGE = "usage: %s [--config FILE] [--dry-run]  (VDSM runs it with no argument)"
 
@@ -171,6 +173,11 @@ def _dispatch(action, hook_point, environ, config, options, logger):
     vnic = vnic_module.from_environment(environ, mac=mac, default_mtu=config.get("hook", "mtu"))
     if action == "update" and iface.find("mtu") is not None:
         vnic.mtu = None  # keep the MTU the update carries (libvirt cannot change it live)
+    api = None
+    if action in API_ACTIONS and config.get("quantum", "url"):  # the API's facts (vnic_drivers/quantum)
+        from .quantum import hook_steps
+
+        api = hook_steps.complete(vnic, environ, config, hook_point, action)
     driver = base.driver_for(vnic, config, host_module.connect(dry_run=options.dry_run, config=config))
     logger.debug("%s: %r with %s", hook_point, vnic, type(driver).__name__)
 
@@ -196,6 +203,8 @@ def _dispatch(action, hook_point, environ, config, options, logger):
         _record(config, vnic, options, logger)
     elif action == "plug":
         driver.plug(vnic)
+        if api is not None:
+            api.after_plug(vnic)
     elif action == "keep":
         # libvirt refused the update: the device, and so its host side, is as before.
         logger.info("%s: update of vNIC %s failed; host wiring left as it was", hook_point, vnic.port_id)
