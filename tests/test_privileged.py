@@ -140,9 +140,11 @@ CONFIGURED = [name for name, op in sorted(privileged.OPERATIONS.items()) if op.c
 
 
 def test_ovs_operations_take_remote_and_bridge_from_config_only():
-    assert CONFIGURED == ["ovs_attach_tap", "ovs_host_identity", "ovs_hybrid_plug",
-                          "ovs_port_status", "ovs_unplug"]
-    for name in CONFIGURED:
+    assert CONFIGURED == ["linux_bridge_plug", "ovs_attach_tap", "ovs_host_identity",
+                          "ovs_hybrid_plug", "ovs_port_status", "ovs_unplug"]
+    assert privileged.OPERATIONS["linux_bridge_plug"].configured \
+        == {"dummy_bridge": ("linux_bridge", "dummy_bridge")}
+    for name in CONFIGURED[1:]:
         operation = privileged.OPERATIONS[name]
         assert not {"ovsdb_remote", "bridge"} & set(operation.params), name
         assert operation.configured["ovsdb_remote"] == ("openvswitch", "ovsdb")
@@ -153,9 +155,11 @@ def test_ovs_operations_take_remote_and_bridge_from_config_only():
 @pytest.mark.parametrize("operation", CONFIGURED)
 @pytest.mark.parametrize("param,value", [("ovsdb_remote", "unix:/var/run/openvswitch/db.sock"),
                                          ("ovsdb_remote", "tcp:127.0.0.1:6640"),
-                                         ("bridge", "br-int"), ("bridge", "br-ex")])
+                                         ("bridge", "br-int"), ("bridge", "br-ex"),
+                                         ("dummy_bridge", "br-host"), ("tap", "tap0")])
 def test_caller_cannot_choose_the_remote_or_the_bridge(operation, param, value):
-    """Even well-formed: which OVSDB root talks to and which bridge it plugs into is not an argument."""
+    """Even well-formed: which OVSDB root talks to, which bridge it plugs into or takes a
+    tap off, which device it touches, is not an argument."""
     args = dict(good_args(operation), **{param: value})
     assert_refused(entry([operation], json.dumps(args)), "unknown argument %s" % param)
 
