@@ -106,7 +106,10 @@ def test_unknown_operations_are_refused(operation):
     (["link_state"], '"lo"', "must be a JSON object"),
     (["link_state"], '{"name": "lo", "netns": "/proc/1/ns/net"}', "unknown argument netns"),
     (["link_state"], "{}", "argument name is missing"),
-])
+    (["link_state"], "[" * 5000 + "]" * 5000, "nest deeper than 64 levels"),
+    (["link_state"], '{"name": ' + "[" * 20000 + "]" * 20000 + "}", "nest deeper than 64 levels"),
+    (["link_state"], '{"name": "lo", "pad": "' + "x" * (2 << 20) + '"}', "larger than 65536 bytes"),
+], ids=lambda value: repr(value)[:40])  # short: pytest puts the id in every child's environment
 def test_protocol_errors_are_refused(argv, stdin, needle):
     assert_refused(entry(argv, stdin), needle)
 
@@ -279,6 +282,8 @@ def test_sudo_allows_the_entry_point_and_nothing_else(vdsm_workdir):
                              '{"ovsdb_remote": "unix:/run/user/36/evil.sock"}'),
             "own bridge": rc(["sudo", "-n", PRIVILEGED, "ovs_unplug"],
                              '{"port_id": "%s", "bridge": "br-ex"}'),
+            "deep json": rc(["sudo", "-n", PRIVILEGED, "link_state"], "[" * 10000 + "]" * 10000),
+            "huge json": rc(["sudo", "-n", PRIVILEGED, "link_state"], " " * (1 << 20) + "{}"),
             "listed": subprocess.run(["sudo", "-n", "-l"], capture_output=True, text=True).stdout,
         }))
     """ % (as_vdsm.PRIVILEGED, PORT_ID))
@@ -290,6 +295,9 @@ def test_sudo_allows_the_entry_point_and_nothing_else(vdsm_workdir):
     assert result["bad name"][0] == 2 and "name=" in result["bad name"][1][0]
     assert result["own remote"] == [2, ["operation ovs_host_identity: unknown argument ovsdb_remote"]]
     assert result["own bridge"] == [2, ["operation ovs_unplug: unknown argument bridge"]]
+    assert result["deep json"][0] == 2 and "nest deeper than 64" in result["deep json"][1][0]
+    assert result["huge json"] == [2, ["quantum-vnic-privileged: arguments are larger than 65536 "
+                                       "bytes: refused"]]
     listed = result["listed"].split("may run the following commands", 1)[1].splitlines()[1:]
     commands = [line.strip() for line in listed if line.strip()]
     assert commands == ["(root) NOPASSWD: %s" % as_vdsm.PRIVILEGED], result["listed"]

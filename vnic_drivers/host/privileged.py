@@ -21,7 +21,7 @@ import functools
 import json
 import sys
 
-from .. import naming
+from .. import hooking, naming
 from ..errors import HookError, HostError, InputError
 
 
@@ -216,6 +216,10 @@ def run(name, args):
     return operation.implementation()(**clean)
 
 
+# The arguments of every operation are a few ids and numbers: a few hundred bytes.
+MAX_ARGUMENTS = 64 * 1024
+
+
 def main(argv=None):
     """Entry point run through ``sudo -n``; see the module docstring for the protocol."""
     argv = sys.argv[1:] if argv is None else argv
@@ -223,11 +227,11 @@ def main(argv=None):
         sys.stderr.write("usage: quantum-vnic-privileged OPERATION < ARGS.json\n")
         return 2
     try:
-        args = json.loads(sys.stdin.read() or "{}")
-    except ValueError as err:
-        sys.stderr.write("quantum-vnic-privileged: arguments are not JSON: %s\n" % err)
-        return 2
-    try:
+        data = sys.stdin.buffer.read(MAX_ARGUMENTS + 1)
+        if len(data) > MAX_ARGUMENTS:
+            raise InputError("quantum-vnic-privileged: arguments are larger than %d bytes: "
+                             "refused" % MAX_ARGUMENTS)
+        args = hooking.load_json(data or b"{}", "quantum-vnic-privileged: arguments")
         result = run(argv[0], args)
     except InputError as err:
         sys.stderr.write("%s\n" % err)
