@@ -16,7 +16,7 @@ setup(
     install_requires=["lxml"],
     extras_require={
         "host": ["pyroute2", "ovs"],
-        "test": ["pytest", "pyroute2", "ovs", "vermin", "libvirt-python"],
+        "test": ["pytest", "pyroute2", "ovs", "vermin", "libvirt-python", "hypothesis"],
     },
     entry_points={
         "console_scripts": [
