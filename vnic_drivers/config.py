@@ -11,7 +11,25 @@ from . import naming
 from .errors import InputError
 
 DEFAULT_PATH = "/etc/vdsm/quantum_vnic.conf"
-PATH_ENV = "QUANTUM_VNIC_CONF"
+
+# The file this process reads instead of DEFAULT_PATH, set only in-process by an entry
+# point from its own argv or arguments (a hook's --config, simulate/doctor --config).
+# Never from the environment: VDSM copies its environment into a hook's and adds every
+# VM and device custom property to it, whatever the name, so any variable read here could
+# be set by whoever edits a VM. The privileged side run in-process (as root) calls load()
+# too and so reads the same file; through sudo it is a new process and reads DEFAULT_PATH.
+_selected_path = None
+
+
+def select(path):
+    """Make *path* (or, with None, the default) the config file of this whole process."""
+    global _selected_path
+    _selected_path = None if path is None else os.path.abspath(path)
+
+
+def selected_path():
+    """The file :func:`load` reads when given no path."""
+    return _selected_path or DEFAULT_PATH
 
 
 def _choice(*allowed):
@@ -61,6 +79,29 @@ def _bridge(value, what):
     return naming.device_name(value.strip(), what, allow_dummy=True)
 
 
+def _absolute_path(value, what):
+    value = value.strip()
+    if not value.startswith("/") or "\0" in value:
+        raise InputError("%s=%r: expected an absolute path" % (what, value))
+    return os.path.normpath(value)
+
+
+def _libvirt_uri(value, what):
+    value = value.strip()
+    if "://" not in value or any(char.isspace() for char in value):
+        raise InputError("%s=%r: expected a libvirt URI such as qemu:///system" % (what, value))
+    return value
+
+
+def _host_id(value, what):
+    # Neutron's agents compare it byte for byte with their own `host` option.
+    value = value.strip()
+    if len(value) > 255 or any(char.isspace() or not char.isprintable() for char in value):
+        raise InputError("%s=%r: expected a host name as the Neutron agent's `host` option "
+                         "has it (printable, no spaces, at most 255 characters)" % (what, value[:60]))
+    return value
+
+
 def _ovsdb_remote(value, what):
     value = value.strip()
     if not (value.startswith("unix:") or value.startswith("tcp:") or value.startswith("ssl:")):
@@ -74,6 +115,16 @@ SCHEMA = {
         "log_level": (_log_level, "INFO"),
         "syslog": (_boolean, "false"),
         "mtu": (_optional(naming.mtu), ""),
+        # Where before_* hook points record what after_* points need later (the MAC);
+        # must be writable by vdsm. /run: a record does not outlive a reboot, nor a VM.
+        "state_dir": (_absolute_path, "/run/vdsm/quantum-vnic"),
+        # Read-only connection used when no record exists (a VM started before the install).
+        "libvirt_uri": (_libvirt_uri, "qemu:///system"),
+        # openstack_binding_host_ids in after_get_caps: empty = the agents' `host` option,
+        # else the hostname (vnic_drivers/binding_host.py).
+        "binding_host_id": (_optional(_host_id), ""),
+        # Where the agents' config files are looked for (/etc/neutron/... below it).
+        "agent_config_root": (_absolute_path, "/"),
     },
     "linux_bridge": {
         # bridge: the tap sits on dummy_bridge until plugged; ethernet: libvirt makes
@@ -130,14 +181,14 @@ def _build(raw, path):
 
 
 def load(path=None):
-    """Read the config at *path*, ``$QUANTUM_VNIC_CONF`` or the default location.
+    """Read the config at *path*, the file :func:`select` named, or the default location.
 
     A missing file at the default location means defaults; a missing file that was
     named explicitly is an error (the admin asked for it).
     """
     import configparser
 
-    explicit = path or os.environ.get(PATH_ENV)
+    explicit = path or _selected_path
     path = explicit or DEFAULT_PATH
     parser = configparser.ConfigParser(interpolation=None, default_section="__no_default__")
     try:
@@ -145,7 +196,7 @@ def load(path=None):
             parser.read_file(stream)
     except FileNotFoundError:
         if explicit:
-            raise InputError("config %s does not exist; create it or unset %s" % (path, PATH_ENV)) from None
+            raise InputError("config %s does not exist; create it or name another file" % path) from None
         return defaults()
     except (OSError, UnicodeDecodeError) as err:
         raise InputError("config %s cannot be read: %s" % (path, err)) from None

@@ -78,7 +78,7 @@ class Context:
 def check_config(ctx):
     from . import config as config_module
 
-    path = ctx.args.config or os.environ.get(config_module.PATH_ENV) or config_module.DEFAULT_PATH
+    path = ctx.args.config or config_module.selected_path()
     if ctx.config_error:
         return Result(FAIL, ctx.config_error, "fix the file; every option and its default: "
                       "/usr/share/doc/quantum-vnic*/README.md")
@@ -212,8 +212,17 @@ def check_agent_patch(ctx):
     return agent_patch_state(ctx.args.agent_file)
 
 
+def check_binding_host(ctx):
+    """What after_get_caps reports: the engine binds this host's ports to it."""
+    from .binding_host import binding_host_id
+
+    found = ["%s: %s (%s)" % ((plugin,) + binding_host_id(ctx.config, plugin)) for plugin in ctx.plugins]
+    return Result(OK, "ports bind to " + "; ".join(found))
+
+
 CHECKS = [
     ("config", check_config),
+    ("binding host id", check_binding_host),
     ("hooks", check_hooks),
     ("sudoers", check_sudoers),
     ("sudo path", check_privilege_path),
@@ -362,15 +371,13 @@ def diagnose(args):
 
 def run(args):
     if args.config:
-        from .config import PATH_ENV
+        from .config import select
 
         # --config is for the whole process, not only for the checks: what loads the
         # config by itself must read this same file, above all a privileged operation
         # run in-process as root (it takes the OVSDB remote and the bridge from it).
-        # The variable is the one channel every part already honours (hooks, simulate);
-        # an in-process hand-over would be a second way to keep in step. sudo drops it
-        # (env_reset): through sudo, root reads /etc/vdsm/quantum_vnic.conf, as for VDSM.
-        os.environ[PATH_ENV] = os.path.abspath(args.config)
+        # Through sudo, root reads /etc/vdsm/quantum_vnic.conf, as for VDSM.
+        select(args.config)
     ctx, results = diagnose(args)
     failed = [name for name, result in results if result.status == FAIL]
     if args.json:

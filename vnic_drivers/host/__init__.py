@@ -7,7 +7,13 @@ hook call by :func:`connect`:
 - :class:`InProcessHost` when already root (tests, ``quantum-vnic demo``);
 - :class:`SudoHost` when unprivileged (VDSM runs hooks as ``vdsm``): ``sudo -n`` the
   privileged entry point, which re-validates everything;
-- :class:`DryRunHost` for ``simulate --dry-run``: records what would run, changes nothing.
+- :class:`DryRunHost` for ``simulate --dry-run`` (a hook's ``--dry-run`` argument):
+  records what would run, changes nothing.
+
+Which way is never taken from the environment: VDSM adds every custom property of a VM
+or device to a hook's environment, whatever its name, so a variable here would let a
+property turn a hook into a dry run or make it sudo another program. Dry-run is an
+argument of :func:`connect` (from the hook's argv), the entry point a fixed path.
 """
 
 import logging
@@ -18,8 +24,6 @@ from ..errors import HookError, HostError, InputError
 
 LOG = logging.getLogger("quantum_vnic")
 
-DRY_RUN_ENV = "QUANTUM_VNIC_DRY_RUN"
-PRIVILEGED_ENV = "QUANTUM_VNIC_PRIVILEGED"
 # Where the RPM installs the sudo-allowed entry point.
 DEFAULT_PRIVILEGED_COMMAND = "/usr/libexec/quantum-vnic/quantum-vnic-privileged"
 SUDO_TIMEOUT = 120
@@ -109,15 +113,13 @@ def _describe(args):
     return " ".join("%s=%s" % (key, json.dumps(value)) for key, value in sorted(args.items()))
 
 
-def connect(dry_run=None):
+def connect(dry_run=False):
     """The host access for this process: dry-run, in-process (root) or sudo."""
-    if dry_run is None:
-        dry_run = os.environ.get(DRY_RUN_ENV, "") not in ("", "0")
     if dry_run:
         return DryRunHost()
     if os.geteuid() == 0:
         return InProcessHost()
-    return SudoHost(os.environ.get(PRIVILEGED_ENV, DEFAULT_PRIVILEGED_COMMAND))
+    return SudoHost(DEFAULT_PRIVILEGED_COMMAND)
 
 
 __all__ = ["connect", "InProcessHost", "SudoHost", "DryRunHost", "HookError"]
