@@ -28,7 +28,8 @@ from unittest import mock
 import pytest
 
 from tests.conftest import NETWORK_ID, PORT_ID
-from tests.vdsm import REPO, run_hook
+from tests.vdsm import REPO, hook_argv, run_hook
+from tests.vdsm import test_config as suite_config  # not collected as a test
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not installed (pip install hypothesis)")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
@@ -42,11 +43,13 @@ FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=False
 
 VM_ID = "d1b3a52e-6f6b-4c1d-9a3e-3c1f00d0c0de"
 # Half the examples at the points that rewrite the file, half anywhere.
+REWRITING_POINTS = ("before_device_create", "before_nic_hotplug", "before_update_device")
 HOOK_POINTS = st.one_of(
-    st.sampled_from(("before_device_create", "before_nic_hotplug")),
-    st.sampled_from(("before_device_create", "before_nic_hotplug", "before_device_migrate_destination",
-                     "after_device_create", "after_nic_hotplug", "after_device_migrate_destination",
-                     "after_device_destroy", "after_nic_hotunplug", "after_nic_hotplug_fail")),
+    st.sampled_from(REWRITING_POINTS),
+    st.sampled_from(REWRITING_POINTS + (
+        "before_device_migrate_destination", "after_device_create", "after_nic_hotplug",
+        "after_device_migrate_destination", "after_update_device", "after_update_device_fail",
+        "after_device_destroy", "after_nic_hotunplug", "after_nic_hotplug_fail")),
 )
 CONFIGS = (None, "[linux_bridge]\nmode = ethernet\n", "[openvswitch]\nplug = hook\n",
            "[openvswitch]\nfirewall = none\nintegration_bridge = br-custom\n", "[hook]\nmtu = 9000\n",
@@ -188,7 +191,7 @@ def check_contract(hook_point, properties, before, code, stderr, after):
         assert len(errors) == 1 and len(own) == 1, stderr
         return None
     assert not any(": ERROR: " in line for line in own), stderr
-    rewrites = hook_point in ("before_device_create", "before_nic_hotplug")
+    rewrites = hook_point in REWRITING_POINTS
     if not rewrites or (properties.get("provider_type") or "").strip() != "OPENSTACK_NETWORK":
         assert after == before, "%s changed the file" % hook_point
         return None
@@ -212,7 +215,9 @@ class LibvirtCheck:
         self.conn = libvirt.open("test:///default")
         self.names = itertools.count()
 
-    def accepts(self, device):
+    def accepts(self, device, validate):
+        """Whether libvirt defines *device*: against its schema when *validate*, else
+        parse-only (what ``;vdsmdummy;``, which the schema's name pattern refuses, needs)."""
         from lxml import etree
 
         from vnic_drivers import domxml
@@ -222,12 +227,21 @@ class LibvirtCheck:
             element = etree.tostring(domxml.parse_interface(device), encoding="unicode")
         except InputError:
             return False
-        flags = 0 if ";vdsmdummy;" in element else self.libvirt.VIR_DOMAIN_DEFINE_VALIDATE
+        flags = self.libvirt.VIR_DOMAIN_DEFINE_VALIDATE if validate else 0
         try:
             domain = self.conn.defineXMLFlags(self.DOMAIN % (next(self.names), element), flags)
         except self.libvirt.libvirtError:
             return False
         domain.undefine()
+        return True
+
+    def keeps_accepting(self, before, after):
+        """libvirt accepts *after* whenever it accepted *before*, checked the same way
+        (the schema unless *after* carries ``;vdsmdummy;``); whether it accepted *before*."""
+        validate = b";vdsmdummy;" not in after
+        if not self.accepts(before, validate):
+            return False
+        assert self.accepts(after, validate), ("libvirt refuses the rewrite", validate, before, after)
         return True
 
     def close(self):
@@ -245,42 +259,48 @@ def libvirt_check():
 # --- in-process runs ------------------------------------------------------------------
 
 @contextlib.contextmanager
-def hook_environment(workdir, properties, config):
+def hook_environment(workdir, properties):
     """os.environ as VDSM sets it for one hook (and nothing of the test run's)."""
     environ = dict(_present(properties), _hook_domxml=os.path.join(workdir, "domxml"),
-                   _hook_json=os.path.join(workdir, "domxml"),
-                   QUANTUM_VNIC_DRY_RUN="1", PATH=os.environ.get("PATH", "/usr/bin:/bin"))
-    if config is not None:
-        environ["QUANTUM_VNIC_CONF"] = os.path.join(workdir, "config-%d" % CONFIGS.index(config))
+                   _hook_json=os.path.join(workdir, "domxml"), PATH=os.environ.get("PATH", "/usr/bin:/bin"))
     with mock.patch.dict(os.environ, environ, clear=True):
         yield environ
 
 
+def write_configs(workdir):
+    """One file per entry of CONFIGS, with the suite's [hook] defaults (tests/vdsm.py)."""
+    for index, config in enumerate(CONFIGS):
+        with open(os.path.join(workdir, "config-%d" % index), "w", encoding="utf-8") as stream:
+            stream.write(suite_config(config))
+
+
 def run_in_process(workdir, hook_point, data, properties, config):
-    """(exit code, stderr, file afterwards) of hook_main.main on *data*."""
+    """(exit code, stderr, file afterwards) of hook_main.main on *data*, a dry run."""
     from vnic_drivers import hook_main
 
-    with hook_environment(workdir, properties, config) as environ:
+    argv = hook_argv(os.path.join(workdir, "config-%d" % CONFIGS.index(config)), dry_run=True)
+    with hook_environment(workdir, properties) as environ:
         path = environ["_hook_domxml"]
         with open(path, "wb") as stream:
             stream.write(data)
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr):
-            code = hook_main.main(hook_point, dict(environ))
+            code = hook_main.main(hook_point, dict(environ), argv=argv)
         with open(path, "rb") as stream:
             return code, stderr.getvalue(), stream.read()
 
 
-def test_fuzz_hooks_in_process(libvirt_check):
-    tally = {"examples": 0, "errors": 0, "rewritten": 0, "libvirt accepted": 0}
+def in_memory_workdir():
     # On tmpfs when there is one: the hook fsyncs every rewrite, which on a busy disk
     # costs more than the hook itself.
     memory = "/dev/shm" if os.access("/dev/shm", os.W_OK | os.X_OK) else None
-    with tempfile.TemporaryDirectory(prefix="qvnic-fuzz-", dir=memory) as workdir:
-        for index, config in enumerate(CONFIGS):
-            if config is not None:
-                with open(os.path.join(workdir, "config-%d" % index), "w", encoding="utf-8") as stream:
-                    stream.write(config)
+    return tempfile.TemporaryDirectory(prefix="qvnic-fuzz-", dir=memory)
+
+
+def test_fuzz_hooks_in_process(libvirt_check):
+    tally = {"examples": 0, "errors": 0, "rewritten": 0, "libvirt accepted": 0}
+    with in_memory_workdir() as workdir:
+        write_configs(workdir)
 
         @settings(FUZZ, max_examples=IN_PROCESS_EXAMPLES)
         @given(hook_point=HOOK_POINTS, data=DEVICE_XML, properties=PROPERTIES,
@@ -295,9 +315,7 @@ def test_fuzz_hooks_in_process(libvirt_check):
             tally["rewritten"] += 1
             again = run_in_process(workdir, hook_point, output, properties, config)
             assert again[0] == 0 and again[2] == output, ("a second run changed it", again[1])
-            if libvirt_check.accepts(data):
-                assert libvirt_check.accepts(output), ("libvirt refuses the rewrite", data, output)
-                tally["libvirt accepted"] += 1
+            tally["libvirt accepted"] += libvirt_check.keeps_accepting(data, output)
 
         fuzz()
     print("in-process fuzz:", tally)
@@ -317,16 +335,15 @@ def test_fuzz_hook_executables(libvirt_check):
     def fuzz(hook_point, data, properties, config):
         properties = _present(properties)
         vm_id = properties.pop("vmId", "")
-        run = run_hook(hook_point, data, properties, vm_id=vm_id, config=config,
-                       extra_env={"QUANTUM_VNIC_DRY_RUN": "1"}, timeout=60)
+        run = run_hook(hook_point, data, properties, vm_id=vm_id, config=config, dry_run=True,
+                       device_xml_known=True, timeout=60)
         tally["examples"] += 1
         tally["errors"] += run.returncode != 0
         output = check_contract(hook_point, dict(properties, vmId=vm_id), data, run.returncode,
                                 run.stderr, run.after)
         if output is not None:
             tally["rewritten"] += 1
-            if libvirt_check.accepts(data):
-                assert libvirt_check.accepts(output), ("libvirt refuses the rewrite", data, output)
+            libvirt_check.keeps_accepting(data, output)
 
     fuzz()
     print("executable fuzz:", tally)
@@ -364,11 +381,13 @@ def capabilities(draw):
 
 
 def test_fuzz_capabilities_in_process():
-    """Whatever VDSM's capabilities file holds: exit 0 or 1, one line, the file unchanged
-    (a dry run reports no host id, so the hook never rewrites it here)."""
+    """Whatever VDSM's capabilities file holds: exit 0 and every capability kept with the
+    binding host ids added, or exit 1, one line and the file unchanged."""
+    import json
+
     tally = {"examples": 0, "errors": 0}
-    memory = "/dev/shm" if os.access("/dev/shm", os.W_OK | os.X_OK) else None
-    with tempfile.TemporaryDirectory(prefix="qvnic-fuzz-", dir=memory) as workdir:
+    with in_memory_workdir() as workdir:
+        write_configs(workdir)
 
         @settings(FUZZ, max_examples=CAPS_EXAMPLES)
         @given(data=capabilities())
@@ -377,9 +396,16 @@ def test_fuzz_capabilities_in_process():
             tally["examples"] += 1
             tally["errors"] += code != 0
             assert "Traceback" not in stderr and code in (0, 1), (code, stderr)
-            assert after == data
             own = [line for line in stderr.splitlines() if not line.startswith("dry-run: ")]
-            assert own == [] if code == 0 else len(own) == 1 and ": ERROR: " in own[0], stderr
+            if code != 0:
+                assert after == data and len(own) == 1 and ": ERROR: " in own[0], stderr
+                return
+            assert not any(": ERROR: " in line for line in own), stderr
+            caps, sent = json.loads(after), json.loads(data)
+            ids = caps.pop("openstack_binding_host_ids")
+            sent.pop("openstack_binding_host_ids", None)
+            assert caps == sent  # everything else as VDSM sent it
+            assert {"LINUX_BRIDGE", "OPEN_VSWITCH"} <= set(ids), ids
 
         fuzz()
     print("capabilities fuzz:", tally)

@@ -123,10 +123,23 @@ SPECIAL = {"/dev/zero": "a character device", "fifo": "a FIFO", "directory": "a 
     ("after_get_caps", "_hook_json", 1),
 ])
 def test_hook_file_that_is_not_a_regular_file(kind, hook_point, variable, code, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.vdsm import EXAMPLE_VM_ID, HOOKS_DIR, hook_argv, test_config, vdsm_environment
+
     path = special_file(kind, tmp_path)
-    run = run_hook(hook_point, DEVICE, quantum_properties("OPEN_VSWITCH"), extra_env={variable: path},
-                   variable=variable, timeout=30)
-    assert_one_line_error(run, code, path, SPECIAL[kind], "not a regular file")
+    config = tmp_path / "quantum_vnic.conf"
+    config.write_text(test_config())
+    env = vdsm_environment(quantum_properties("OPEN_VSWITCH"), None, EXAMPLE_VM_ID, path, variable,
+                           dict(os.environ, PYTHONPATH=REPO))
+    done = subprocess.run([sys.executable, os.path.join(HOOKS_DIR, hook_point)] + hook_argv(str(config)),
+                          env=env, capture_output=True, text=True, timeout=30, check=False)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code, done
+    assert len(lines) == 1 and "Traceback" not in done.stderr and "ERROR" in lines[0], done.stderr
+    for needle in (path, SPECIAL[kind], "not a regular file"):
+        assert needle in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("hook_point,variable,code,data", [

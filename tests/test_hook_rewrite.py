@@ -137,13 +137,13 @@ def test_comments_and_processing_instructions_around_the_element_are_kept():
     prolog = b"<!-- written by VDSM -->\n<?vdsm-hook order='50'?>\n"
     epilog = b"\n<!-- end of device -->\n<?checked by=\"me\"?>\n"
     source = declaration + b"\n" + prolog + body.rstrip() + epilog
-    run = run_hook("before_device_create", source, quantum_properties("OPEN_VSWITCH"), extra_env=DRY_RUN)
+    run = run_hook("before_device_create", source, quantum_properties("OPEN_VSWITCH"), dry_run=True)
     assert run.returncode == 0 and run.changed, run.stderr
     with open(os.path.join(GOLDEN, "ovs_create.xml"), "rb") as stream:
         golden = stream.read()
     golden_declaration, golden_body = golden.split(b"\n", 1)
     assert run.after == golden_declaration + b"\n" + prolog + golden_body.rstrip() + epilog
-    again = run_hook("before_device_create", run.after, quantum_properties("OPEN_VSWITCH"), extra_env=DRY_RUN)
+    again = run_hook("before_device_create", run.after, quantum_properties("OPEN_VSWITCH"), dry_run=True)
     assert (again.returncode, again.after) == (0, run.after)
 
 

@@ -97,7 +97,7 @@ def host(netns):
 
 
 def run_as_vdsm(workdir, calls, netns):
-    """Run each (operation, args, caller's $QUANTUM_VNIC_CONF or None) through ``sudo -n``
+    """Run each (operation, args, a $QUANTUM_VNIC_CONF of the caller's, which must not matter, or None) through ``sudo -n``
     as vdsm; [(exit code, stdout, stderr lines)]."""
     path = os.path.join(workdir, "shared", "calls.py")
     with open(path, "w", encoding="utf-8") as stream:
