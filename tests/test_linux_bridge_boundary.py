@@ -97,8 +97,8 @@ def host(netns):
 
 
 def run_as_vdsm(workdir, calls, netns):
-    """Run each (operation, args, a $QUANTUM_VNIC_CONF of the caller's, which must not matter, or None) through ``sudo -n``
-    as vdsm; [(exit code, stdout, stderr lines)]."""
+    """Run each (operation, args, config) through ``sudo -n`` as vdsm, *config* (or None)
+    as the caller's $QUANTUM_VNIC_CONF, which must not matter; [(code, stdout, stderr lines)]."""
     path = os.path.join(workdir, "shared", "calls.py")
     with open(path, "w", encoding="utf-8") as stream:
         stream.write(textwrap.dedent("""
