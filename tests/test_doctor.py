@@ -99,7 +99,10 @@ def statuses(checks):
 
 
 HEALTHY = {"config": "ok", "binding host id": "ok", "hooks": "ok", "sudoers": "ok", "sudo path": "ok", "agents": "ok",
-           "ovsdb": "ok", "integration bridge": "ok", "dummy bridge": "ok"}
+           "ovsdb": "ok", "integration bridge": "ok", "dummy bridge": "ok",
+           # No quantum-vnic-helper runs on the test host: hooks would use sudo (the
+           # helper check itself is tested with a running helper in tests/test_helper.py).
+           "helper": "warn"}
 
 
 def assert_healthy_but(checks, **expected):

@@ -6,6 +6,7 @@ the option and what was expected. The file is optional: without it the defaults 
 """
 
 import os
+import re
 
 from . import naming
 from .errors import InputError
@@ -109,6 +110,34 @@ def _ovsdb_remote(value, what):
     return value
 
 
+def _socket_path(value, what):
+    value = _absolute_path(value, what)
+    if len(value) > 107:  # sun_path holds 108 bytes with the terminating NUL
+        raise InputError("%s=%r: a unix socket path has at most 107 characters" % (what, value))
+    return value
+
+
+def _http_url(value, what):
+    value = value.strip()
+    if not (value.startswith("http://") or value.startswith("https://")) or "@" in value.split("/")[2]:
+        shown = value if "@" not in value else "<not shown: it has user:password@>"
+        raise InputError("%s=%s: expected http://HOST:PORT or https://HOST:PORT (no user:password@)"
+                         % (what, shown))
+    return value.rstrip("/")
+
+
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+
+
+def _user_list(value, what):
+    """User names or numeric uids, separated by commas or spaces (resolved by the helper)."""
+    users = tuple(part for part in value.replace(",", " ").split() if part)
+    for user in users:
+        if not (user.isdigit() or _USER_RE.match(user)):
+            raise InputError("%s=%r: expected user names or uids separated by commas" % (what, value))
+    return users
+
+
 # section -> option -> (parser, default as it would be written in the file)
 SCHEMA = {
     "hook": {
@@ -141,6 +170,29 @@ SCHEMA = {
         "firewall": (_choice("hybrid", "none"), "hybrid"),
         "ovsdb": (_ovsdb_remote, "unix:/var/run/openvswitch/db.sock"),
         "wait_timeout": (_seconds, "0"),
+    },
+    # The Quantum API client (vnic_drivers/quantum/). The full section, with the
+    # client's own options, comes from branch i11-api; these are the ones the client
+    # and vnic_drivers/quantum/auth.py read, under the same names.
+    "quantum": {
+        # empty: no API calls at all
+        "url": (_optional(_http_url), ""),
+        "auth": (_choice("noauth", "keystone-v2", "keystone-v3"), "noauth"),
+        "credentials": (_absolute_path, "/etc/vdsm/quantum_vnic.credentials"),
+        # empty: tokens are kept in memory only (one per hook process)
+        "token_cache": (_optional(_absolute_path), "/run/vdsm/quantum_vnic.token"),
+        # empty: the system's CA bundle
+        "ca_file": (_optional(_absolute_path), ""),
+        "connect_timeout": (_seconds, "3"),
+        "read_timeout": (_seconds, "10"),
+    },
+    # The resident helper (vnic_drivers/helper/): its socket, who may use it, and when
+    # it gives up on a client, or exits when nobody asked anything for a while.
+    "helper": {
+        "socket": (_socket_path, "/run/quantum-vnic/helper.sock"),
+        "allowed_users": (_user_list, "vdsm"),
+        "idle_timeout": (_seconds, "60"),
+        "client_timeout": (_seconds, "5"),
     },
 }
 

@@ -171,7 +171,7 @@ def _dispatch(action, hook_point, environ, config, options, logger):
     vnic = vnic_module.from_environment(environ, mac=mac, default_mtu=config.get("hook", "mtu"))
     if action == "update" and iface.find("mtu") is not None:
         vnic.mtu = None  # keep the MTU the update carries (libvirt cannot change it live)
-    driver = base.driver_for(vnic, config, host_module.connect(dry_run=options.dry_run))
+    driver = base.driver_for(vnic, config, host_module.connect(dry_run=options.dry_run, config=config))
     logger.debug("%s: %r with %s", hook_point, vnic, type(driver).__name__)
 
     if action in ("create", "update"):
@@ -212,6 +212,18 @@ def _record(config, vnic, options, logger):
         logger.debug("dry-run: would record MAC %s of port %s", vnic.mac, vnic.port_id)
     else:
         records.save(config, vnic, logger)
+
+
+def exit_now(code):
+    """End the hook process with *code* once its output is flushed, skipping interpreter
+    shutdown (module teardown, GC: ~20 ms of a hook's run). The hook scripts call it.
+    Nothing is buffered elsewhere: files are closed by then, log handlers write through."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def entry_point():
