@@ -127,7 +127,7 @@ def test_text_output_is_one_line_per_check(host):
     code, text = host.doctor(json_output=False)
     lines = text.splitlines()
     assert code == 1
-    assert len(lines) == 11  # ten checks and the verdict
+    assert len(lines) == 12  # eleven checks and the verdict
     failed = [line for line in lines if line.startswith("FAIL")]
     assert len(failed) == 1 and "integration bridge" in failed[0] and "; fix: " in failed[0]
     assert lines[-1].endswith("1 check(s) failed: VM networking is blocked")

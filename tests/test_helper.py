@@ -429,8 +429,13 @@ def test_helper_killed_mid_request_hook_falls_back_and_host_ends_plugged(host):
     box.add_tap(tap, mtu=1500, mac=MAC)
     # plug = hook with a wait: the helper adds the port, then waits for an agent that
     # never comes; it is killed during that wait.
+    # after_device_create never reads the device file (VDSM passes it empty): the MAC
+    # comes from the record before_device_create leaves in state_dir.
+    state = os.path.join(workdir, "shared", "state")
+    os.makedirs(state, exist_ok=True)
+    os.chown(state, as_vdsm.vdsm_uid(), as_vdsm.vdsm_uid())
     text = open(config, encoding="utf-8").read().replace(
-        "[openvswitch]\n", "[openvswitch]\nplug = hook\nwait_timeout = 4\n")
+        "[openvswitch]\n", "[hook]\nstate_dir = %s\n[openvswitch]\nplug = hook\nwait_timeout = 4\n" % state)
     with open(config, "w", encoding="utf-8") as stream:
         stream.write(text)
     helper.reload()
@@ -447,11 +452,14 @@ def test_helper_killed_mid_request_hook_falls_back_and_host_ends_plugged(host):
             from vnic_drivers.simulate import hook_environment
             env = hook_environment(%r, {"provider_type": "OPENSTACK_NETWORK", "vnic_id": %r,
                                         "plugin_type": "OPEN_VSWITCH"}, {}, %r)
-            env.pop("QUANTUM_VNIC_CONF", None)
-            done = subprocess.run([sys.executable, %r], env=env, capture_output=True, text=True)
-            sys.stdout.write(done.stderr)
+            for hook in %r:
+                done = subprocess.run([sys.executable, hook], env=env, capture_output=True, text=True)
+                sys.stdout.write(done.stderr)
+                if done.returncode:
+                    break
             sys.exit(done.returncode)
-        """ % (path, port, VM, os.path.join(REPO, "hooks", "after_device_create"))))
+        """ % (path, port, VM, [os.path.join(REPO, "hooks", point)
+                                for point in ("before_device_create", "after_device_create")])))
     os.chmod(script, 0o644)
     env = dict(os.environ, PYTHONPATH=REPO)
     env.pop("QUANTUM_VNIC_CONF", None)
@@ -468,7 +476,7 @@ def test_helper_killed_mid_request_hook_falls_back_and_host_ends_plugged(host):
     finally:
         if hook.poll() is None:
             hook.kill()
-        text = text.replace("plug = hook\nwait_timeout = 4\n", "")
+        text = text.replace("plug = hook\nwait_timeout = 4\n", "").replace("[hook]\nstate_dir = %s\n" % state, "")
         with open(config, "w", encoding="utf-8") as stream:
             stream.write(text)
         helper.stop()
