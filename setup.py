@@ -16,7 +16,7 @@ setup(
     install_requires=["lxml", "requests"],
     extras_require={
         "host": ["pyroute2", "ovs", "requests"],
-        "test": ["pytest", "pyroute2", "ovs", "vermin", "libvirt-python", "requests"],
+        "test": ["pytest", "pyroute2", "ovs", "vermin", "libvirt-python", "requests", "hypothesis"],
     },
     entry_points={
         "console_scripts": [

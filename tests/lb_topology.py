@@ -62,6 +62,21 @@ class Topology:
                 ns.link("set", index=index, state="up")
         return holder
 
+    def add_device(self, name, kind, bridge=None, **extra):
+        """A device of *kind* ("veth" needs peer=, "dummy", ...), on *bridge* (if any), up."""
+        with self._ns() as ns:
+            ns.link("add", ifname=name, kind=kind, **extra)
+            index = ns.link_lookup(ifname=name)[0]
+            if bridge:
+                ns.link("set", index=index, master=ns.link_lookup(ifname=bridge)[0])
+            ns.link("set", index=index, state="up")
+
+    def links(self):
+        """{name: link(name)} of every device in the namespace."""
+        with self._ns() as ns:
+            names = [link.get_attr("IFLA_IFNAME") for link in ns.get_links()]
+        return {name: self.link(name) for name in names}
+
     def remove(self, name):
         with self._ns() as ns:
             ns.link("del", index=ns.link_lookup(ifname=name)[0])

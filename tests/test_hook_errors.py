@@ -57,6 +57,13 @@ def test_bad_property(case, hook_point, code):
     assert_one_line_error(run, code, *needles)
 
 
+def with_doctype(prolog):
+    """The example device with *prolog* between its XML declaration and its element."""
+    declaration, rest = DEVICE.split(b"\n", 1)
+    assert declaration.startswith(b"<?xml ") and rest.startswith(b"<interface")
+    return declaration + b"\n" + prolog + b"\n" + rest
+
+
 BAD_XML = {
     "not xml": (b"this is not xml", ("not well-formed",)),
     "truncated": (DEVICE[:60], ("not well-formed",)),
@@ -64,15 +71,98 @@ BAD_XML = {
     "a disk": (b"<disk type='file'><source file='/x'/></disk>", ("<disk>", "expected <interface>")),
     "bad mac": (DEVICE.replace(b"00:1a:4a:16:01:51", b"00:1a:4a:16:01"), ("mac address", "MAC")),
     "entity expansion": (b"<!DOCTYPE i [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><interface type='bridge'><mac address='&x;'/></interface>",
-                         ("external entity",)),
+                         ("has a DOCTYPE",)),
+    # Written back unexpanded, '&m;' would leave a file that is not well-formed.
+    "internal entity": (with_doctype(b"<!DOCTYPE interface [<!ENTITY m '00:1a:4a:16:01:51'>]>")
+                        .replace(b'address="00:1a:4a:16:01:51"', b'address="&m;"'), ("has a DOCTYPE",)),
+    "billion laughs": (b"<!DOCTYPE i [<!ENTITY a 'aaaaaaaaaa'><!ENTITY b '&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;'>"
+                       b"<!ENTITY c '&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;'><!ENTITY d '&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;'>]>"
+                       b"<interface type='bridge'><alias name='&d;'/></interface>", ("has a DOCTYPE",)),
+    "external DTD": (with_doctype(b"<!DOCTYPE interface SYSTEM 'http://192.0.2.1/interface.dtd'>"),
+                     ("has a DOCTYPE",)),
+    "bare DOCTYPE": (with_doctype(b"<!DOCTYPE interface>"), ("has a DOCTYPE",)),
+    "DOCTYPE after a comment": (with_doctype(b"<!-- VDSM -->\n<!DOCTYPE interface []>"), ("has a DOCTYPE",)),
+    "nested too deep": (b"<interface>" + b"<a>" * 300 + b"</a>" * 300 + b"</interface>", ("not well-formed",)),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_XML))
-def test_bad_device_xml(case):
+@pytest.mark.parametrize("hook_point", ["before_device_create", "before_nic_hotplug"])
+def test_bad_device_xml(case, hook_point):
     xml, needles = BAD_XML[case]
-    run = run_hook("before_device_create", xml, quantum_properties("OPEN_VSWITCH"))
+    run = run_hook(hook_point, xml, quantum_properties("OPEN_VSWITCH"))
     assert_one_line_error(run, 2, *needles)
+
+
+def test_internal_entity_case_is_otherwise_a_good_device():
+    """The DOCTYPE alone is why it is refused: without it the same device is rewritten."""
+    assert b"&m;" in BAD_XML["internal entity"][0]
+    run = run_hook("before_device_create", DEVICE, quantum_properties("OPEN_VSWITCH"))
+    assert run.returncode == 0 and run.changed, run
+
+
+def special_file(kind, directory):
+    """A path VDSM never hands over: a character device, a FIFO, a directory."""
+    if kind == "/dev/zero":
+        return "/dev/zero"
+    path = os.path.join(str(directory), kind)
+    if kind == "fifo":
+        os.mkfifo(path)  # nobody writes: a blocking open would hang the hook forever
+    else:
+        os.mkdir(path)
+    return path
+
+
+SPECIAL = {"/dev/zero": "a character device", "fifo": "a FIFO", "directory": "a directory"}
+
+
+@pytest.mark.parametrize("kind", sorted(SPECIAL))
+@pytest.mark.parametrize("hook_point,variable,code", [
+    ("before_device_create", "_hook_domxml", 2),
+    ("before_nic_hotplug", "_hook_domxml", 2),
+    ("after_get_caps", "_hook_json", 1),
+])
+def test_hook_file_that_is_not_a_regular_file(kind, hook_point, variable, code, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.vdsm import EXAMPLE_VM_ID, HOOKS_DIR, hook_argv, test_config, vdsm_environment
+
+    path = special_file(kind, tmp_path)
+    config = tmp_path / "quantum_vnic.conf"
+    config.write_text(test_config())
+    env = vdsm_environment(quantum_properties("OPEN_VSWITCH"), None, EXAMPLE_VM_ID, path, variable,
+                           dict(os.environ, PYTHONPATH=REPO))
+    done = subprocess.run([sys.executable, os.path.join(HOOKS_DIR, hook_point)] + hook_argv(str(config)),
+                          env=env, capture_output=True, text=True, timeout=30, check=False)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code, done
+    assert len(lines) == 1 and "Traceback" not in done.stderr and "ERROR" in lines[0], done.stderr
+    for needle in (path, SPECIAL[kind], "not a regular file"):
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("hook_point,variable,code,data", [
+    ("before_device_create", "_hook_domxml", 2,
+     DEVICE.replace(b"</interface>", b"<!--" + b"x" * (2 << 20) + b"--></interface>")),
+    ("after_get_caps", "_hook_json", 1, b'{"padding": "' + b"x" * (2 << 20) + b'"}'),
+], ids=["domxml", "caps"])  # not the data: pytest puts the id in every child's environment
+def test_hook_file_larger_than_a_mebibyte(hook_point, variable, code, data):
+    run = run_hook(hook_point, data, quantum_properties("OPEN_VSWITCH"), variable=variable)
+    assert_one_line_error(run, code, "larger than 1048576 bytes")
+
+
+@pytest.mark.parametrize("case,data,needle", [
+    ("arrays", b"[" * 5000 + b"]" * 5000, "nest deeper than 64 levels"),
+    ("objects", b'{"a":' * 5000 + b"1" + b"}" * 5000, "nest deeper than 64 levels"),
+    ("inside caps", b'{"openstack_binding_host_ids": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+     "nest deeper than 64 levels"),
+    ("not utf-8", b'{"a": "\xff"}', "not JSON"),
+], ids=lambda value: value if isinstance(value, str) and len(value) < 40 else "")
+def test_capabilities_nested_too_deep(case, data, needle):
+    run = run_hook("after_get_caps", data, {}, variable="_hook_json",
+                   config="[openvswitch]\novsdb = unix:/nonexistent/db.sock\n")
+    assert_one_line_error(run, 1, "capabilities in", needle)
 
 
 BAD_CONFIG = {

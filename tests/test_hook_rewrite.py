@@ -128,3 +128,32 @@ def test_vm_property_overrides_device_property():
                    quantum_properties("OPEN_VSWITCH", mtu="1450"), vm_properties={"mtu": "1280"})
     assert run.returncode == 0, run.stderr
     assert b'<mtu size="1280"/>' in run.after
+
+
+def test_comments_and_processing_instructions_around_the_element_are_kept():
+    """libxml2 keeps them as the element's siblings; the rewrite writes them back in order."""
+    device = _input("ovs_vnic.xml")
+    declaration, body = device.split(b"\n", 1)
+    prolog = b"<!-- written by VDSM -->\n<?vdsm-hook order='50'?>\n"
+    epilog = b"\n<!-- end of device -->\n<?checked by=\"me\"?>\n"
+    source = declaration + b"\n" + prolog + body.rstrip() + epilog
+    run = run_hook("before_device_create", source, quantum_properties("OPEN_VSWITCH"), dry_run=True)
+    assert run.returncode == 0 and run.changed, run.stderr
+    with open(os.path.join(GOLDEN, "ovs_create.xml"), "rb") as stream:
+        golden = stream.read()
+    golden_declaration, golden_body = golden.split(b"\n", 1)
+    assert run.after == golden_declaration + b"\n" + prolog + golden_body.rstrip() + epilog
+    again = run_hook("before_device_create", run.after, quantum_properties("OPEN_VSWITCH"), dry_run=True)
+    assert (again.returncode, again.after) == (0, run.after)
+
+
+@pytest.mark.parametrize("source", [
+    b'<interface type="bridge"/>',
+    b"<?xml version='1.0' encoding='utf-8'?>\n<interface type=\"bridge\"/>\n",
+    b'<?xml-stylesheet href="a.xsl"?>\n<interface type="bridge"/>',  # a PI, not a declaration
+    b'<!--a-->\n<!--b-->\n<interface type="bridge"><!-- inside --></interface>\n<!--c-->\n\n',
+])
+def test_serialize_of_an_unchanged_device_is_the_same_bytes(source):
+    from vnic_drivers import domxml
+
+    assert domxml.serialize(domxml.parse_interface(source), source) == source

@@ -120,6 +120,67 @@ def test_plug_moves_a_tap_off_another_networks_bridge(host):
     assert "detached from %s, attached to %s" % (OTHER_BRQ, BRQ) in run.stderr
 
 
+def test_plug_leaves_a_tap_on_another_networks_bridge_when_its_own_is_missing(host):
+    """Moved only straight onto the bridge the network id names, never left unattached."""
+    host.remove(BRQ)
+    host.add_bridge(OTHER_BRQ)
+    host.add_tap(TAP, bridge=OTHER_BRQ)
+    run = hook(host, "after_device_create", lb_properties(network_id=NETWORK_ID))
+    assert run.returncode == 0, run.stderr
+    assert host.link(TAP)["master"] == OTHER_BRQ
+    assert "left on %s (%s does not exist yet)" % (OTHER_BRQ, BRQ) in run.stderr
+
+
+def assert_refused_untouched(host, run, *needles):
+    assert run.returncode == 1, run
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ERROR" in lines[0], run.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+# Devices that bear the port's tap name, or hold it, but are not a vNIC tap quantum-vnic
+# may move: plug refuses before changing anything (not even the MTU).
+NOT_OURS = {
+    "a veth named like the tap": (lambda host: host.add_device(TAP, "veth", bridge="br-host", peer="peer0"),
+                                  ("is a veth device, not a tun/tap",)),
+    "a tap on a host bridge": (lambda host: host.add_tap(TAP, bridge="br-host"),
+                               ("is on br-host", "neither the dummy bridge")),
+    "a tap on a brq-named host bridge": (lambda host: (host.add_bridge("brqhost"), host.add_tap(TAP, bridge="brqhost")),
+                                         ("is on brqhost",)),
+    "the network's brq is not a bridge": (lambda host: (host.remove(BRQ), host.add_device(BRQ, "veth", peer="peer0"),
+                                                         host.add_tap(TAP)),
+                                          ("%s exists and is not a bridge (kind veth)" % BRQ,)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_OURS))
+def test_plug_refuses_a_device_that_is_not_ours_and_changes_nothing(host, case):
+    host.add_bridge("br-host")
+    build, needles = NOT_OURS[case]
+    build(host)
+    before = host.links()
+    run = hook(host, "after_device_create", lb_properties(network_id=NETWORK_ID, mtu="1400"))
+    assert_refused_untouched(host, run, *needles)
+    assert host.links() == before
+
+
+def test_plug_takes_a_tap_off_the_configured_dummy_bridge_only(host):
+    """Which bridge is VDSM's placeholder is the config's word: ;vdsmdummy; is not it here."""
+    host.add_bridge("br-dummy")
+    host.add_tap(TAP)  # on ;vdsmdummy;
+    before = host.links()
+    run = hook(host, "after_device_create", lb_properties(network_id=NETWORK_ID),
+               config="[linux_bridge]\ndummy_bridge = br-dummy\n")
+    assert_refused_untouched(host, run, "is on %s" % DUMMY_BRIDGE, "neither the dummy bridge br-dummy")
+    assert host.links() == before
+    host.enslave(TAP, "br-dummy")
+    run = hook(host, "after_device_create", lb_properties(network_id=NETWORK_ID),
+               config="[linux_bridge]\ndummy_bridge = br-dummy\n")
+    assert run.returncode == 0, run.stderr
+    assert host.link(TAP)["master"] == BRQ
+
+
 def test_an_mtu_the_kernel_refuses_changes_nothing(host):
     host.add_tap(TAP)
     run = hook(host, "after_device_create", lb_properties(network_id=NETWORK_ID, mtu="65535"))
@@ -211,29 +272,44 @@ def test_dry_run_names_the_operation_and_touches_nothing(host):
     run = run_hook("after_device_create", DEVICE, lb_properties(network_id=NETWORK_ID),
                    netns=host.netns, dry_run=True)
     assert run.returncode == 0, run.stderr
-    assert 'would run linux_bridge_plug bridge="%s"' % BRQ in run.stderr
+    assert 'would run linux_bridge_plug mtu=null network_id="%s" port_id="%s"' % (NETWORK_ID, PORT_ID) \
+        in run.stderr
     assert host.link(TAP)["master"] == DUMMY_BRIDGE
 
 
+PLUG = {"port_id": PORT_ID, "network_id": NETWORK_ID, "mtu": None, "wait": 0}
 PRIVILEGED_REFUSALS = {
-    "not a tap": ({"tap": "eth0", "bridge": None, "mtu": None, "wait": 0}, "starting with 'tap'"),
-    "not a brq bridge": ({"tap": TAP, "bridge": "ovirtmgmt", "mtu": None, "wait": 0}, "starting with 'brq'"),
-    "dummy as target": ({"tap": TAP, "bridge": DUMMY_BRIDGE, "mtu": None, "wait": 0}, "valid device name"),
-    "bad mtu": ({"tap": TAP, "bridge": None, "mtu": 12, "wait": 0}, "MTU"),
-    "endless wait": ({"tap": TAP, "bridge": None, "mtu": None, "wait": 1e9}, "0 to 300"),
+    "a device name, not a port id": (dict(PLUG, port_id=TAP), "port_id=", "not a UUID"),
+    "a bridge name, not a network id": (dict(PLUG, network_id=BRQ), "network_id=", "not a UUID"),
+    "a tap of the caller's": (dict(PLUG, tap="tap0"), "unknown argument tap"),
+    "a bridge of the caller's": (dict(PLUG, bridge="br-host"), "unknown argument bridge"),
+    "a dummy bridge of the caller's": (dict(PLUG, dummy_bridge="br-host"), "unknown argument dummy_bridge"),
+    "bad mtu": (dict(PLUG, mtu=12), "MTU"),
+    "endless wait": (dict(PLUG, wait=1e9), "0 to 300"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(PRIVILEGED_REFUSALS))
-def test_privileged_side_refuses_what_is_not_a_vnic_tap(case):
+def test_privileged_side_refuses_what_is_not_a_port(case):
     from vnic_drivers.errors import InputError
     from vnic_drivers.host import privileged
 
-    args, needle = PRIVILEGED_REFUSALS[case]
-    with pytest.raises(InputError, match=needle):
+    args, *needles = PRIVILEGED_REFUSALS[case]
+    with pytest.raises(InputError) as caught:
         privileged.run("linux_bridge_plug", args)
-    with pytest.raises(InputError):
-        privileged.run("linux_bridge_unplug", {"tap": "eth0"})
+    for needle in needles:
+        assert needle in str(caught.value)
+
+
+@pytest.mark.parametrize("args,needle", [({"tap": "tap0"}, "unknown argument tap"),
+                                         ({"port_id": "tap0"}, "not a UUID"),
+                                         ({"port_id": PORT_ID, "tap": TAP}, "unknown argument tap")])
+def test_privileged_unplug_takes_a_port_id_only(args, needle):
+    from vnic_drivers.errors import InputError
+    from vnic_drivers.host import privileged
+
+    with pytest.raises(InputError, match=needle):
+        privileged.run("linux_bridge_unplug", args)
 
 
 def privileged(host, operation, args):
@@ -247,12 +323,12 @@ def privileged(host, operation, args):
 
 def test_the_sudo_entry_point_plugs_in_one_process_and_answers_json(host):
     host.add_tap(TAP)
-    code, result = privileged(host, "linux_bridge_plug", {"tap": TAP, "bridge": BRQ, "mtu": 1400, "wait": 0})
+    code, result = privileged(host, "linux_bridge_plug", dict(PLUG, mtu=1400))
     assert code == 0, result
-    assert result == {"tap": TAP, "detached_from": DUMMY_BRIDGE, "attached_to": BRQ, "mtu": [1500, 1400],
-                      "up": False, "bridge_missing": False, "master": BRQ, "wired": True,
-                      "waited": 0.0, "timed_out": False}
-    code, result = privileged(host, "linux_bridge_unplug", {"tap": TAP})
+    assert result == {"tap": TAP, "bridge": BRQ, "detached_from": DUMMY_BRIDGE, "attached_to": BRQ,
+                      "mtu": [1500, 1400], "up": False, "bridge_missing": False, "master": BRQ,
+                      "wired": True, "waited": 0.0, "timed_out": False}
+    code, result = privileged(host, "linux_bridge_unplug", {"port_id": PORT_ID})
     assert code == 0 and result["deleted"] is True, result
-    code, message = privileged(host, "linux_bridge_unplug", {"tap": "eth0"})
-    assert code == 2 and "starting with 'tap'" in message
+    code, message = privileged(host, "linux_bridge_unplug", {"tap": TAP})
+    assert code == 2 and "unknown argument tap" in message

@@ -112,7 +112,10 @@ def test_unknown_operations_are_refused(operation):
     (["link_state"], '"lo"', "must be a JSON object"),
     (["link_state"], '{"name": "lo", "netns": "/proc/1/ns/net"}', "unknown argument netns"),
     (["link_state"], "{}", "argument name is missing"),
-])
+    (["link_state"], "[" * 5000 + "]" * 5000, "nest deeper than 64 levels"),
+    (["link_state"], '{"name": ' + "[" * 20000 + "]" * 20000 + "}", "nest deeper than 64 levels"),
+    (["link_state"], '{"name": "lo", "pad": "' + "x" * (2 << 20) + '"}', "larger than 65536 bytes"),
+], ids=lambda value: repr(value)[:40])  # short: pytest puts the id in every child's environment
 def test_protocol_errors_are_refused(argv, stdin, needle):
     assert_refused(entry(argv, stdin), needle)
 
@@ -146,9 +149,11 @@ CONFIGURED = [name for name, op in sorted(privileged.OPERATIONS.items()) if op.c
 
 
 def test_ovs_operations_take_remote_and_bridge_from_config_only():
-    assert CONFIGURED == ["ovs_attach_tap", "ovs_host_identity", "ovs_hybrid_plug",
-                          "ovs_port_status", "ovs_unplug"]
-    for name in CONFIGURED:
+    assert CONFIGURED == ["linux_bridge_plug", "ovs_attach_tap", "ovs_host_identity",
+                          "ovs_hybrid_plug", "ovs_port_status", "ovs_unplug"]
+    assert privileged.OPERATIONS["linux_bridge_plug"].configured \
+        == {"dummy_bridge": ("linux_bridge", "dummy_bridge")}
+    for name in CONFIGURED[1:]:
         operation = privileged.OPERATIONS[name]
         assert not {"ovsdb_remote", "bridge"} & set(operation.params), name
         assert operation.configured["ovsdb_remote"] == ("openvswitch", "ovsdb")
@@ -159,9 +164,11 @@ def test_ovs_operations_take_remote_and_bridge_from_config_only():
 @pytest.mark.parametrize("operation", CONFIGURED)
 @pytest.mark.parametrize("param,value", [("ovsdb_remote", "unix:/var/run/openvswitch/db.sock"),
                                          ("ovsdb_remote", "tcp:127.0.0.1:6640"),
-                                         ("bridge", "br-int"), ("bridge", "br-ex")])
+                                         ("bridge", "br-int"), ("bridge", "br-ex"),
+                                         ("dummy_bridge", "br-host"), ("tap", "tap0")])
 def test_caller_cannot_choose_the_remote_or_the_bridge(operation, param, value):
-    """Even well-formed: which OVSDB root talks to and which bridge it plugs into is not an argument."""
+    """Even well-formed: which OVSDB root talks to, which bridge it plugs into or takes a
+    tap off, which device it touches, is not an argument."""
     args = dict(good_args(operation), **{param: value})
     assert_refused(entry([operation], json.dumps(args)), "unknown argument %s" % param)
 
@@ -281,6 +288,8 @@ def test_sudo_allows_the_entry_point_and_nothing_else(vdsm_workdir):
                              '{"ovsdb_remote": "unix:/run/user/36/evil.sock"}'),
             "own bridge": rc(["sudo", "-n", PRIVILEGED, "ovs_unplug"],
                              '{"port_id": "%s", "bridge": "br-ex"}'),
+            "deep json": rc(["sudo", "-n", PRIVILEGED, "link_state"], "[" * 10000 + "]" * 10000),
+            "huge json": rc(["sudo", "-n", PRIVILEGED, "link_state"], " " * (1 << 20) + "{}"),
             "listed": subprocess.run(["sudo", "-n", "-l"], capture_output=True, text=True).stdout,
         }))
     """ % (as_vdsm.PRIVILEGED, PORT_ID))
@@ -292,6 +301,9 @@ def test_sudo_allows_the_entry_point_and_nothing_else(vdsm_workdir):
     assert result["bad name"][0] == 2 and "name=" in result["bad name"][1][0]
     assert result["own remote"] == [2, ["operation ovs_host_identity: unknown argument ovsdb_remote"]]
     assert result["own bridge"] == [2, ["operation ovs_unplug: unknown argument bridge"]]
+    assert result["deep json"][0] == 2 and "nest deeper than 64" in result["deep json"][1][0]
+    assert result["huge json"] == [2, ["quantum-vnic-privileged: arguments are larger than 65536 "
+                                       "bytes: refused"]]
     listed = result["listed"].split("may run the following commands", 1)[1].splitlines()[1:]
     commands = [line.strip() for line in listed if line.strip()]
     assert commands == ["(root) NOPASSWD: %s" % as_vdsm.PRIVILEGED], result["listed"]

@@ -26,10 +26,7 @@ LOG = logging.getLogger("quantum_vnic")
 
 
 def _read_caps(path):
-    try:
-        caps = json.loads(hooking.read_bytes(path).decode("utf-8"))
-    except ValueError as err:  # also UnicodeDecodeError
-        raise InputError("capabilities in %s are not JSON: %s" % (path, err)) from None
+    caps = hooking.load_json(hooking.read_bytes(path), "capabilities in %s" % path)
     if not isinstance(caps, dict):
         raise InputError("capabilities in %s are a JSON %s, expected an object" % (path, type(caps).__name__))
     return caps

@@ -4,6 +4,8 @@ Edits change only what they name: every other element and attribute of the devic
 (model, mac, filterref, boot, alias, address, driver...) stays exactly as it was.
 """
 
+import re
+
 from .errors import InputError
 
 
@@ -18,10 +20,62 @@ def _etree():
 _CHILD_ORDER = ("mac", "source", "virtualport", "target", "model", "mtu")
 
 
+class _Prolog(Exception):
+    """Raised by :class:`_DoctypeProbe` to stop reading at the first tag."""
+
+
+class _DoctypeProbe:
+    """An lxml parser target that reads only the prolog and says whether it has a DOCTYPE."""
+
+    found = False
+
+    def doctype(self, *_):
+        self.found = True
+        raise _Prolog()
+
+    def start(self, *_):
+        raise _Prolog()
+
+    def end(self, *_):
+        pass
+
+    def data(self, *_):
+        pass
+
+    def close(self):
+        return self.found
+
+
+def _has_doctype(etree, data):
+    """Whether *data* declares a DOCTYPE; reads no further than the root's start tag.
+
+    Before the real parse: an internal subset can define entities (``&m;``) that the
+    rewrite could not write back as well-formed XML, or that expand without bound, and
+    an external one names files; a device XML from VDSM has none, so any is refused.
+    """
+    probe = _DoctypeProbe()
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, target=probe)
+    try:
+        etree.fromstring(data, parser)
+    except _Prolog:
+        pass
+    except etree.XMLSyntaxError:
+        pass  # the real parse below says what is wrong
+    return probe.found
+
+
 def parse_interface(data, what="device XML"):
-    """The ``<interface>`` root element of *data* (bytes), or a one-line InputError."""
+    """The ``<interface>`` root element of *data* (bytes), or a one-line InputError.
+
+    Entities are never resolved and nothing is fetched from the network; a document
+    with a DOCTYPE is refused before it is parsed.
+    """
     etree = _etree()
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
+    if _has_doctype(etree, data):
+        raise InputError("%s has a DOCTYPE, which VDSM never writes (a device XML has no "
+                         "DTD or entities): refused; remove it" % what)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                             remove_blank_text=False)
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as err:
@@ -35,11 +89,23 @@ def parse_interface(data, what="device XML"):
 
 
 def serialize(root, original):
-    """Bytes for *root*, keeping *original*'s XML declaration (or its absence) and trailing space."""
-    declaration = original.lstrip().startswith(b"<?xml")
-    data = _etree().tostring(root, encoding="utf-8", xml_declaration=declaration)
+    """Bytes for *root* and the comments and processing instructions around it.
+
+    Keeps *original*'s XML declaration (or its absence) and trailing space. libxml2 does
+    not keep the white space between top-level nodes, so each comment or processing
+    instruction before or after the element goes on a line of its own.
+    """
+    etree = _etree()
+    declaration = re.match(rb"(\xef\xbb\xbf)?<\?xml[ \t\r\n]", original) is not None
+    before = [etree.tostring(node, encoding="utf-8", with_tail=False)
+              for node in reversed(list(root.itersiblings(preceding=True)))]
+    after = [etree.tostring(node, encoding="utf-8", with_tail=False) for node in root.itersiblings()]
+    data = etree.tostring(root, encoding="utf-8", with_tail=False)
+    parts = before + [data] + after
+    if declaration:
+        parts.insert(0, b"<?xml version='1.0' encoding='utf-8'?>")
     trailing = original[len(original.rstrip()):]
-    return data + trailing
+    return b"\n".join(parts) + trailing
 
 
 def mac_address(iface):

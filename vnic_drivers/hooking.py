@@ -28,12 +28,82 @@ def hook_file(variable=DOMXML_ENV):
     return path
 
 
-def read_bytes(path):
+# A device XML is a few KB and VDSM's capabilities some tens of KB: anything near this is
+# not what VDSM hands over, and reading it whole would cost memory and seconds.
+MAX_FILE_SIZE = 1 << 20
+# VDSM's capabilities nest a few levels, the privileged arguments one: json's decoder
+# recurses per level (a RecursionError deep down), so deeper input is refused first.
+MAX_JSON_DEPTH = 64
+_NESTING = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def read_bytes(path, limit=MAX_FILE_SIZE):
+    """The content of *path*, which must be a regular file of at most *limit* bytes.
+
+    Opened without blocking (a FIFO has no writer to wait for) and checked on the open
+    descriptor, so what is checked is what is read. Anything else is a one-line error.
+    """
+    import stat
+
     try:
-        with open(path, "rb") as stream:
-            return stream.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as err:
         raise HookError("cannot read %s: %s" % (path, err.strerror)) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise InputError("%s is %s, not a regular file: VDSM hands over a regular "
+                             "temp file; check what ran this hook" % (path, _file_kind(mode)))
+        with os.fdopen(fd, "rb") as stream:
+            data = stream.read(limit + 1)
+    except OSError as err:
+        raise HookError("cannot read %s: %s" % (path, err.strerror)) from None
+    if len(data) > limit:
+        raise InputError("%s is larger than %d bytes: not what VDSM hands over; refused"
+                         % (path, limit))
+    return data
+
+
+def _file_kind(mode):
+    import stat
+
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def load_json(data, what, max_depth=MAX_JSON_DEPTH):
+    """*data* (bytes or str) decoded as JSON, nesting at most *max_depth* levels deep.
+
+    The depth is bounded before decoding: brackets outside strings are counted with
+    regular expressions (C speed), so hostile input never reaches the recursive
+    decoder. Malformed or too deep: one-line InputError naming *what*.
+    """
+    import itertools
+    import json
+    import re
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as err:
+        raise InputError("%s are not JSON: %s" % (what, err)) from None
+    # Strings first (an unterminated one runs to the end: linear, whatever the input),
+    # then every character but the brackets; what remains is the nesting as json sees it.
+    strings = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
+    brackets = re.sub(r"[^\[\]{}]+", "", strings.sub("", text))
+    if brackets and max(itertools.accumulate(map(_NESTING.__getitem__, brackets))) > max_depth:
+        raise InputError("%s nest deeper than %d levels: not what VDSM or the hook sends; "
+                         "refused" % (what, max_depth))
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise InputError("%s are not JSON: %s" % (what, err)) from None
+    except RecursionError:  # not expected after the count above; still one line
+        raise InputError("%s nest too deep: refused" % what) from None
 
 
 def write_bytes_atomically(path, data):

@@ -9,11 +9,14 @@ Host, once libvirt made the tap (one privileged operation per hook point, see
 which the agent cannot enslave it away from, and when the network id is known and the
 agent's ``brq`` bridge exists the hook enslaves it there itself, so there is no race
 with the agent. Unplug deletes a tap that outlived its device; libvirt deletes the rest.
+Both operations take the port and network ids, never device names: the privileged side
+derives ``tap…`` and ``brq…`` and moves a tap only off the configured dummy bridge or an
+agent bridge.
 """
 
 import logging
 
-from . import domxml, naming
+from . import domxml
 from .base import VnicDriver
 
 LOG = logging.getLogger("quantum_vnic")
@@ -33,17 +36,18 @@ class LinuxBridgeDriver(VnicDriver):
         self.set_tap_and_mtu(iface, vnic)
 
     def plug(self, vnic):
-        bridge = None if vnic.network_id is None else naming.linux_bridge_name(vnic.network_id)
+        # Ids, not device names: the privileged side derives tap… and brq… itself.
         result = self.host.call(
             "linux_bridge_plug",
-            tap=vnic.tap,
-            bridge=bridge,
+            port_id=vnic.port_id,
+            network_id=vnic.network_id,
             mtu=vnic.mtu,
             wait=self.config.get("linux_bridge", "wait_timeout"),
         )
         if result is None:  # dry run
             return
-        LOG.info("%s", describe_plug(result, bridge))
+        bridge = result["bridge"]
+        LOG.info("%s", describe_plug(result))
         if result["timed_out"]:
             LOG.warning(
                 "%s is not on %s after %ss: the Linux Bridge agent has not wired it yet; "
@@ -53,7 +57,7 @@ class LinuxBridgeDriver(VnicDriver):
             )
 
     def unplug(self, vnic):
-        result = self.host.call("linux_bridge_unplug", tap=vnic.tap)
+        result = self.host.call("linux_bridge_unplug", port_id=vnic.port_id)
         if result is None:  # dry run
             return
         if result["deleted"]:
@@ -66,8 +70,9 @@ class LinuxBridgeDriver(VnicDriver):
             LOG.debug("%s is already gone: nothing to remove", vnic.tap)
 
 
-def describe_plug(result, bridge):
+def describe_plug(result):
     """One line saying what :func:`linux_bridge_plug` changed, for the hook's INFO log."""
+    bridge = result["bridge"]
     done = []
     if result["mtu"]:
         done.append("MTU %s -> %s" % tuple(result["mtu"]))
@@ -85,6 +90,8 @@ def describe_plug(result, bridge):
             where += " (wired by the agent after %ss)" % result["waited"]
     elif bridge is None:
         where = "unattached for the Linux Bridge agent (no network_id property)"
+    elif result["bridge_missing"] and result["master"]:
+        where = "left on %s (%s does not exist yet)" % (result["master"], bridge)
     elif result["bridge_missing"]:
         where = "unattached for the Linux Bridge agent (%s does not exist yet)" % bridge
     else:

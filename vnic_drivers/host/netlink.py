@@ -1,14 +1,17 @@
 """The only module that touches network links: pyroute2 (netlink), no ip/brctl processes.
 
-Runs in the privileged process (or in-process when root). Every function takes names
-already validated by :mod:`vnic_drivers.host.privileged` and works in the network
-namespace of the calling process.
+Runs in the privileged process (or in-process when root). Every function takes values
+already validated by :mod:`vnic_drivers.host.privileged` (the Linux Bridge operations
+take ids and derive the device names themselves) and works in the network namespace of
+the calling process.
 """
 
 import contextlib
 import errno
 import os
+import re
 
+from .. import naming
 from ..errors import HostError
 from ..naming import LINUX_BRIDGE_PREFIX
 
@@ -139,35 +142,81 @@ def link_state(name):
 
 
 # --- Linux Bridge operations ---
-# One coarse operation per hook point, so the sudo path costs one process.
+# One coarse operation per hook point, so the sudo path costs one process. Through sudo
+# the caller names a port (and a network), never a device: the tap and the bridge are
+# derived here, and a device of that name is touched only when it is what the name says.
 
 # How often the optional wait re-reads the tap: short enough that a guest is not held
 # noticeably longer than the agent takes, long enough to cost nothing.
 POLL_INTERVAL = 0.2
 
+# What the Linux Bridge agent names a network's bridge (naming.linux_bridge_name): a tap
+# may be taken off such a bridge, never off any other bridge a name merely starts "brq".
+_AGENT_BRIDGE_RE = re.compile(r"^%s[0-9a-f]{8}-[0-9a-f]{2}$" % LINUX_BRIDGE_PREFIX)
+
+
+def _is_agent_bridge(name):
+    return name is not None and bool(_AGENT_BRIDGE_RE.match(name))
+
 
 def _is_home(master, bridge):
     """True when *master* is where the tap belongs: *bridge* if the network is known,
-    else any ``brq…`` bridge (the agent's, which only the agent can tell right)."""
+    else any agent ``brq…`` bridge (the agent's, which only the agent can tell right)."""
     if master is None:
         return False
-    return master == bridge if bridge else master.startswith(LINUX_BRIDGE_PREFIX)
+    return master == bridge if bridge else _is_agent_bridge(master)
 
 
-def linux_bridge_plug(tap, bridge, mtu, wait):
-    """Wire *tap* for the Quantum Linux Bridge agent; idempotent.
+def _require_tap(tap, kind):
+    """Refuse a device that bears a vNIC tap's name but is not a tun/tap device."""
+    if kind != "tun":
+        raise HostError(
+            "%s is a %s device, not a tun/tap: it is not a vNIC's tap, left alone; find "
+            "out what created it (ip -d link show %s)" % (tap, kind or "plain", tap)
+        )
 
-    Takes the tap off any bridge that is not its home (VDSM's ``;vdsmdummy;`` above
-    all: the agent's ``add_tap_interface`` cannot enslave a tap that has a master),
-    sets *mtu* when given, and when *bridge* (``brq``+network[:11]) exists enslaves the
-    tap to it and brings it up; otherwise leaves it unattached for the agent. With
-    *wait* > 0, polls until the tap is on its home bridge, at most *wait* seconds.
 
-    Returns what it found and did: ``tap``, ``master`` (at the end), ``detached_from``,
-    ``attached_to``, ``mtu`` ([old, new] when changed), ``up`` (brought up),
-    ``bridge_missing``, ``wired`` (on its home bridge at the end) and ``waited``
-    (seconds spent waiting, ``timed_out`` when the wait ran out).
+def _plan_detach(ipr, tap, master, bridge, bridge_index, dummy_bridge):
+    """Whether the tap must leave *master*; HostError when it is not ours to move.
+
+    A tap leaves only VDSM's dummy bridge (the config's, not the caller's) or, when the
+    network id names another existing agent bridge, the agent bridge it is on. Any other
+    master (a host bridge, OVS, a bond) means the device is someone else's.
     """
+    if master is None or _is_home(master, bridge):
+        return False
+    if master == dummy_bridge:
+        return True
+    if _is_agent_bridge(master) and _kind(ipr, _lookup(ipr, master)) == "bridge":
+        # Another network's bridge: moved only straight onto the one the network id
+        # names, never left unattached because that bridge is not there (yet).
+        return bridge_index is not None
+    raise HostError(
+        "%s is on %s, which is neither the dummy bridge %s nor a Linux Bridge agent "
+        "brq bridge: not a tap quantum-vnic may move, left alone; check which VM or "
+        "service uses it" % (tap, master, dummy_bridge)
+    )
+
+
+def linux_bridge_plug(port_id, network_id, mtu, wait, dummy_bridge):
+    """Wire the tap of *port_id* for the Quantum Linux Bridge agent; idempotent.
+
+    The tap is ``tap``+port[:11], the network's bridge ``brq``+network[:11] (none when
+    *network_id* is None). Only a tun/tap device is touched, and every check passes
+    before anything changes. Takes the tap off *dummy_bridge* (VDSM's ``;vdsmdummy;``:
+    the agent's ``add_tap_interface`` cannot enslave a tap that has a master) or off
+    another network's agent bridge when the network's own bridge exists; sets *mtu* when
+    given; when the network's bridge exists enslaves the tap to it and brings it up;
+    otherwise leaves it for the agent. With *wait* > 0, polls until the tap is on its
+    home bridge, at most *wait* seconds.
+
+    Returns what it found and did: ``tap``, ``bridge``, ``master`` (at the end),
+    ``detached_from``, ``attached_to``, ``mtu`` ([old, new] when changed), ``up``
+    (brought up), ``bridge_missing``, ``wired`` (on its home bridge at the end) and
+    ``waited`` (seconds spent waiting, ``timed_out`` when the wait ran out).
+    """
+    tap = naming.tap_name(port_id)
+    bridge = None if network_id is None else naming.linux_bridge_name(network_id)
     with _netlink("wire %s" % tap) as ipr:
         index = _lookup(ipr, tap)
         state = _read_link(ipr, index)
@@ -176,15 +225,21 @@ def linux_bridge_plug(tap, bridge, mtu, wait):
                 "tap %s does not exist: libvirt did not create it (or the VM is already "
                 "gone); check the device's <target dev> in the domain XML" % tap
             )
-        master, up, current_mtu, _kind = state
+        master, up, current_mtu, kind = state
+        _require_tap(tap, kind)
         bridge_index = _lookup(ipr, bridge) if bridge else None
-        result = {"tap": tap, "detached_from": None, "attached_to": None, "mtu": None,
-                  "up": False, "bridge_missing": bool(bridge) and bridge_index is None}
+        if bridge_index is not None and _kind(ipr, bridge_index) != "bridge":
+            raise HostError("%s exists and is not a bridge (kind %s): it is not the Linux "
+                            "Bridge agent's; %s left alone" % (bridge, _kind(ipr, bridge_index), tap))
+        detach = _plan_detach(ipr, tap, master, bridge, bridge_index, dummy_bridge)
+        result = {"tap": tap, "bridge": bridge, "detached_from": None, "attached_to": None,
+                  "mtu": None, "up": False,
+                  "bridge_missing": bool(bridge) and bridge_index is None}
         if mtu is not None and current_mtu != mtu:
             # First: the kernel may refuse the value, and then nothing else has changed.
             _set_link(ipr, index, "set the MTU of %s to %d" % (tap, mtu), mtu=mtu)
             result["mtu"] = [current_mtu, mtu]
-        if master is not None and not _is_home(master, bridge):
+        if detach:
             _set_link(ipr, index, "take %s off %s" % (tap, master), master=0)
             result["detached_from"], master = master, None
         if bridge_index is not None:
@@ -233,14 +288,16 @@ def _wait_for_agent(ipr, index, tap, bridge, master, wait):
     return outcome
 
 
-def linux_bridge_unplug(tap):
-    """Delete *tap* if it lingers after its device is gone; a no-op when it is gone.
+def linux_bridge_unplug(port_id):
+    """Delete the tap of *port_id* if it lingers after its device is gone; else a no-op.
 
     libvirt deletes the taps it creates; one that outlives its VM or hot-unplug (a
     persistent tap, a crashed QEMU) would otherwise stay on the agent's bridge. Only a
-    tun/tap device is deleted: anything else of that name is not ours and is left.
-    Returns ``tap``, ``existed``, ``deleted``, ``master`` (before deletion), ``kind``.
+    tun/tap device named ``tap``+port[:11] is deleted: anything else of that name is not
+    ours and is left. Returns ``tap``, ``existed``, ``deleted``, ``master`` (before
+    deletion), ``kind``.
     """
+    tap = naming.tap_name(port_id)
     result = {"tap": tap, "existed": False, "deleted": False, "master": None, "kind": None}
     # The usual case: libvirt already deleted the tap. Tell without importing pyroute2.
     if not link_exists(tap):

@@ -21,7 +21,7 @@ import functools
 import json
 import sys
 
-from .. import naming
+from .. import hooking, naming
 from ..errors import HookError, HostError, InputError
 
 
@@ -107,26 +107,20 @@ register(
 )
 
 
-# Linux Bridge: the tap libvirt made for a vNIC and the agent's brq bridge, nothing else.
-def _named(prefix, validate=DEVICE):
-    """A device name that must start with *prefix*: narrows what sudo lets a hook touch."""
-    def check(value, what):
-        value = validate(value, what)
-        if not value.startswith(prefix):
-            raise InputError("%s=%r: expected a device name starting with %r" % (what, value, prefix))
-        return value
-
-    return check
-
-
+# Linux Bridge: names are derived from the ids on this side (see host/netlink.py), so
+# these can only touch tap + port[:11] (and only when it is a tun/tap device) and the
+# brq + network[:11] bridge. Which bridge counts as VDSM's placeholder, which a tap may
+# be taken off, is this side's config, never the caller's choice.
 register(
     "linux_bridge_plug",
     "netlink",
     "linux_bridge_plug",
-    "take a vNIC tap off any foreign bridge (;vdsmdummy;), set its MTU, enslave it to its "
-    "brq bridge when that exists and bring it up; optionally wait for the agent",
-    tap=_named(naming.TAP_PREFIX),
-    bridge=optional(_named(naming.LINUX_BRIDGE_PREFIX)),
+    "take the port's tap off the dummy bridge (or another network's brq bridge when "
+    "network_id names its own), set its MTU, enslave it to brq+network[:11] when that "
+    "exists and bring it up; optionally wait for the agent",
+    configured={"dummy_bridge": ("linux_bridge", "dummy_bridge")},
+    port_id=UUID,
+    network_id=optional(UUID),
     mtu=optional(MTU),
     wait=SECONDS,
 )
@@ -134,8 +128,8 @@ register(
     "linux_bridge_unplug",
     "netlink",
     "linux_bridge_unplug",
-    "delete a vNIC tap that outlived its device (only a tun/tap device; no-op when gone)",
-    tap=_named(naming.TAP_PREFIX),
+    "delete the port's tap when it outlived its device (only a tun/tap device; no-op when gone)",
+    port_id=UUID,
 )
 
 
@@ -222,6 +216,10 @@ def run(name, args):
     return operation.implementation()(**clean)
 
 
+# The arguments of every operation are a few ids and numbers: a few hundred bytes.
+MAX_ARGUMENTS = 64 * 1024
+
+
 def main(argv=None):
     """Entry point run through ``sudo -n``; see the module docstring for the protocol."""
     argv = sys.argv[1:] if argv is None else argv
@@ -229,11 +227,11 @@ def main(argv=None):
         sys.stderr.write("usage: quantum-vnic-privileged OPERATION < ARGS.json\n")
         return 2
     try:
-        args = json.loads(sys.stdin.read() or "{}")
-    except ValueError as err:
-        sys.stderr.write("quantum-vnic-privileged: arguments are not JSON: %s\n" % err)
-        return 2
-    try:
+        data = sys.stdin.buffer.read(MAX_ARGUMENTS + 1)
+        if len(data) > MAX_ARGUMENTS:
+            raise InputError("quantum-vnic-privileged: arguments are larger than %d bytes: "
+                             "refused" % MAX_ARGUMENTS)
+        args = hooking.load_json(data or b"{}", "quantum-vnic-privileged: arguments")
         result = run(argv[0], args)
     except InputError as err:
         sys.stderr.write("%s\n" % err)
