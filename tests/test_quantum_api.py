@@ -146,11 +146,11 @@ def test_linux_bridge_plug_gets_the_network_id(neutron, network, bound_port):
     props = quantum_properties("LINUX_BRIDGE", port_id=bound_port["id"])
     run = run_hook("after_device_create", b"", props, config=quantum_ini(neutron.url), dry_run=True)
     assert run.returncode == 0, run.stderr
-    brq = "brq" + network["id"][:11]
-    assert brq in run.stderr, run.stderr
-    # Without the API the agent is left to find the tap (no bridge).
+    # The privileged side derives brq+network[:11] from the network id it is sent.
+    assert 'network_id="%s"' % network["id"] in run.stderr, run.stderr
+    # Without the API the agent is left to find the tap (no network, no bridge).
     run = run_hook("after_device_create", b"", props, dry_run=True)
-    assert brq not in run.stderr
+    assert "network_id=null" in run.stderr, run.stderr
 
 
 @slow
