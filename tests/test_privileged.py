@@ -140,8 +140,8 @@ CONFIGURED = [name for name, op in sorted(privileged.OPERATIONS.items()) if op.c
 
 
 def test_ovs_operations_take_remote_and_bridge_from_config_only():
-    assert CONFIGURED == ["ovs_attach_tap", "ovs_host_identity", "ovs_hybrid_plug",
-                          "ovs_port_status", "ovs_unplug"]
+    assert CONFIGURED == ["cleanup_inventory", "cleanup_remove", "ovs_attach_tap",
+                          "ovs_host_identity", "ovs_hybrid_plug", "ovs_port_status", "ovs_unplug"]
     for name in CONFIGURED:
         operation = privileged.OPERATIONS[name]
         assert not {"ovsdb_remote", "bridge"} & set(operation.params), name

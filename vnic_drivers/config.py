@@ -6,6 +6,7 @@ the option and what was expected. The file is optional: without it the defaults 
 """
 
 import os
+import re
 
 from . import naming
 from .errors import InputError
@@ -68,6 +69,13 @@ def _ovsdb_remote(value, what):
     return value
 
 
+def _libvirt_uri(value, what):
+    value = value.strip()
+    if not re.fullmatch(r"[a-z][a-z0-9+]*://[^\s]*", value):
+        raise InputError("%s=%r: expected a libvirt URI such as qemu:///system" % (what, value))
+    return value
+
+
 # section -> option -> (parser, default as it would be written in the file)
 SCHEMA = {
     "hook": {
@@ -90,6 +98,10 @@ SCHEMA = {
         "firewall": (_choice("hybrid", "none"), "hybrid"),
         "ovsdb": (_ovsdb_remote, "unix:/var/run/openvswitch/db.sock"),
         "wait_timeout": (_seconds, "0"),
+    },
+    "cleanup": {
+        # Where quantum-vnic cleanup (and doctor) ask which vNICs running VMs use.
+        "libvirt_uri": (_libvirt_uri, "qemu:///system"),
     },
 }
 
