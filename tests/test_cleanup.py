@@ -222,3 +222,29 @@ def test_privileged_side_refuses_names_it_does_not_derive(name):
 
     with pytest.raises(InputError):
         privileged.validate("cleanup_remove", {"name": name, "qvo_port": None, "tap_port": None})
+
+
+def test_doctor_reports_leftovers_and_suggests_cleanup(ovs):
+    gone = str(uuid.uuid4())
+    names = hybrid_plug(ovs, gone)
+    config = os.path.join(ovs.tmp, "doctor.conf")
+    with open(config, "w", encoding="utf-8") as stream:
+        stream.write("[openvswitch]\novsdb = %s\n[cleanup]\nlibvirt_uri = %s\n"
+                     % (ovs.remote, libvirt_uri(ovs)))
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("QUANTUM_VNIC_CONF", None)
+
+    def leftovers_check():
+        done = subprocess.run(["ip", "netns", "exec", ovs.netns, sys.executable, "-m", "vnic_drivers.cli",
+                               "doctor", "--json", "--plugin", "OPEN_VSWITCH", "--config", config],
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert "Traceback" not in done.stderr, done.stderr
+        return {check["check"]: check for check in json.loads(done.stdout)["checks"]}["leftovers"]
+
+    check = leftovers_check()
+    assert check["status"] == "warn", check
+    assert names[0] in check["message"] and "OVS port %s" % names[2] in check["message"]
+    assert "quantum-vnic cleanup" in check["fix"]
+    assert link(ovs, names[0]) is not None  # doctor only reads
+    assert cleanup(ovs, libvirt_uri(ovs)).returncode == 0
+    assert leftovers_check()["status"] == "ok"

@@ -212,6 +212,35 @@ def check_agent_patch(ctx):
     return agent_patch_state(ctx.args.agent_file)
 
 
+def check_leftovers(ctx):
+    """Devices and OVS ports of vNICs no running VM uses (what ``quantum-vnic cleanup`` removes)."""
+    from . import cleanup
+    from .errors import HookError
+    from .host import leftovers
+
+    if os.geteuid() != 0:
+        return Result(SKIP, "run doctor as root to look for devices no VM uses")
+    if ctx.config_error:
+        return Result(SKIP, "the config is invalid (see above): not guessing which libvirt or OVSDB to ask")
+    uri = ctx.config.get("cleanup", "libvirt_uri")
+    try:
+        used = cleanup.in_use(uri)
+        # OVSDB only when the ovsdb check reached it: never a socket doctor was not meant to ask.
+        remote = ctx.config.get("openvswitch", "ovsdb") if "bridges" in ctx.facts else None
+        found = cleanup.leftovers(leftovers.inventory(
+            remote, ctx.config.get("openvswitch", "integration_bridge")), used)
+    except cleanup.Refused as err:
+        return Result(SKIP, "cannot look for leftovers: %s" % err)
+    except HookError as err:
+        return Result(WARN, "cannot list devices: %s" % err)
+    if found:
+        return Result(WARN, "%d vNIC(s) left devices or OVS ports that no running VM uses: %s" % (
+            len(found), "; ".join(cleanup.describe(vnic) for vnic in found)),
+            "quantum-vnic cleanup --dry-run shows what it would remove; quantum-vnic cleanup removes it")
+    return Result(OK, "no device or OVS port of quantum-vnic outlived its VM (%d running VM(s))"
+                  % used["domains"])
+
+
 CHECKS = [
     ("config", check_config),
     ("hooks", check_hooks),
@@ -222,6 +251,7 @@ CHECKS = [
     ("integration bridge", check_integration_bridge),
     ("dummy bridge", check_dummy_bridge),
     ("agent patch", check_agent_patch),
+    ("leftovers", check_leftovers),
 ]
 
 

@@ -56,7 +56,8 @@ def inventory(ovsdb_remote, bridge):
     devices.sort(key=lambda device: device["name"])
     ports, problem = [], None
     try:
-        ports = _ovs_ports(ovsdb_remote, bridge)
+        # None: the caller knows OVSDB is not to be asked (doctor, when its check failed).
+        ports = _ovs_ports(ovsdb_remote, bridge) if ovsdb_remote is not None else []
     except HostError as err:
         problem = str(err)
     return {"devices": devices, "ports": ports, "ovs_error": problem}
