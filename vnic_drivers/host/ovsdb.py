@@ -70,6 +70,10 @@ class Ovsdb:
                 raise TransactionError(self.remote, index, result["error"], result.get("details"))
         return results
 
+    def echo(self):
+        """One round trip (RFC 7047 ``echo``): the server is alive and answering now."""
+        self._request("echo", ["quantum-vnic"], 0.0)
+
     def _request(self, method, params, extra_seconds):
         from ovs import jsonrpc, poller
 
@@ -177,6 +181,12 @@ def add_port(db, bridge, name, external_ids, mtu=None):
     if mtu is not None:
         interface["mtu_request"] = mtu
     existing = None  # assumed absent; the guard below says when it is not
+    # An answered echo first: a server that hung (or was stopped) before this point then
+    # fails the hook before the insert is even sent. A sent insert that times out may
+    # still commit when the server wakes, and nothing can be queued behind it: the
+    # server drops the connection on the failed reply. Its port is then a leftover for
+    # the next run of this hook point or for quantum-vnic cleanup.
+    db.echo()
     for _ in range(WRITE_ATTEMPTS):
         operations = [
             _expect("Port", _named(name), ["_uuid"], [{"_uuid": ["uuid", existing]}] if existing else []),
