@@ -220,6 +220,7 @@ def test_sigkill_at_random_points_of_hybrid_plug_and_unplug(host):
 
     seen = collections.Counter()
     failures = []
+    lock = threading.Lock()
 
     def worker(number):
         from pyroute2 import NetNS
@@ -243,8 +244,9 @@ def test_sigkill_at_random_points_of_hybrid_plug_and_unplug(host):
                 except subprocess.TimeoutExpired:  # run_hook killed it (SIGKILL) at *delay*
                     killed = True
                 after_kill = host.hybrid_state(port, ns)
-                seen[(hook_point, "killed" if killed else "finished",
-                      after_kill if after_kill in ("plugged", "clean") else "half")] += 1
+                with lock:
+                    seen[(hook_point, "killed" if killed else "finished",
+                          after_kill if after_kill in ("plugged", "clean") else "half")] += 1
                 if rng.random() < 0.15:
                     # No VM runs (libvirt says so): whatever is there is a leftover.
                     recovery = host.cleanup()
