@@ -75,12 +75,23 @@ class Host:
         return run_hook(hook_point, xml, properties, netns=self.netns, config=self.config,
                         timeout=timeout)
 
-    def cleanup(self):
+    def running_vms(self, ports):
+        """A libvirt test-driver URI whose running domain uses the vNICs of *ports*."""
+        node = os.path.join(self.directory, "node-%s.xml" % uuid.uuid4().hex[:8])
+        with open(node, "w", encoding="utf-8") as stream:
+            stream.write("<node><domain type='test'><name>vm</name><memory>65536</memory>"
+                         "<os><type>hvm</type></os><devices>%s</devices></domain></node>" % "".join(
+                             "<interface type='bridge'><source bridge='%s'/><target dev='%s'/>"
+                             "</interface>" % (naming.hybrid_names(port)[0], naming.tap_name(port))
+                             for port in ports))
+        return "test://" + node
+
+    def cleanup(self, libvirt_uri=None):
         env = dict(os.environ, PYTHONPATH=REPO)
         env.pop("QUANTUM_VNIC_CONF", None)
         return subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-m",
                                "vnic_drivers.cli", "cleanup", "--config", self.config_path,
-                               "--libvirt-uri", self.libvirt_uri],
+                               "--libvirt-uri", libvirt_uri or self.libvirt_uri],
                               env=env, capture_output=True, text=True, timeout=120, check=False)
 
     # --- kernel objects ---
@@ -222,12 +233,17 @@ def test_sigkill_at_random_points_of_hybrid_plug_and_unplug(host):
     failures = []
     lock = threading.Lock()
 
+    ports = [str(uuid.uuid4()) for _ in range(WORKERS)]
+
     def worker(number):
         from pyroute2 import NetNS
 
         rng = random.Random(seed + number)
-        port = str(uuid.uuid4())
+        port = ports[number]
         properties = hybrid(port)
+        # For this worker's cleanup, the other workers' vNICs belong to running VMs (they
+        # are mid-start or running); its own vNIC belongs to none: a leftover.
+        others = host.running_vms([other for other in ports if other != port])
         ns = NetNS(host.netns)  # pyroute2 sockets are not shared between threads
         try:
             state = "clean"
@@ -248,8 +264,7 @@ def test_sigkill_at_random_points_of_hybrid_plug_and_unplug(host):
                     seen[(hook_point, "killed" if killed else "finished",
                           after_kill if after_kill in ("plugged", "clean") else "half")] += 1
                 if rng.random() < 0.15:
-                    # No VM runs (libvirt says so): whatever is there is a leftover.
-                    recovery = host.cleanup()
+                    recovery = host.cleanup(others)
                     assert recovery.returncode == 0, (iteration, recovery)
                     goal = "clean"
                 else:
