@@ -15,8 +15,8 @@ setup(
     packages=find_packages(include=["vnic_drivers", "vnic_drivers.*"]),
     install_requires=["lxml"],
     extras_require={
-        "host": ["pyroute2", "ovs"],
-        "test": ["pytest", "pyroute2", "ovs", "vermin", "libvirt-python"],
+        "host": ["pyroute2", "ovs", "requests"],
+        "test": ["pytest", "pyroute2", "ovs", "vermin", "libvirt-python", "requests"],
     },
     entry_points={
         "console_scripts": [

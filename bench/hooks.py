@@ -38,11 +38,14 @@ def hook_command(hook_point, properties, workdir):
     path = os.path.join(workdir, "domxml")
     with open(path, "wb") as stream:
         stream.write(DEVICE)
-    env = dict(os.environ, _hook_domxml=path, vmId="d1b3a52e-6f6b-4c1d-9a3e-3c1f00d0c0de",
-               PYTHONPATH=REPO, QUANTUM_VNIC_CONF=os.path.join(workdir, "absent.conf"))
-    env.pop("QUANTUM_VNIC_CONF")  # built-in defaults, as on a host without the file
+    env = dict(os.environ, _hook_domxml=path, vmId="d1b3a52e-6f6b-4c1d-9a3e-3c1f00d0c0de", PYTHONPATH=REPO)
     env.update(properties)
-    return [sys.executable, os.path.join(REPO, "hooks", hook_point)], env
+    # Built-in defaults but for where the MAC records go (not the machine's /run/vdsm): a
+    # config file as the hook's argument, as tools pass it (VDSM passes no argument).
+    config = os.path.join(workdir, "quantum_vnic.conf")
+    with open(config, "w", encoding="utf-8") as stream:
+        stream.write("[hook]\nstate_dir = %s\n" % os.path.join(workdir, "state"))
+    return [sys.executable, os.path.join(REPO, "hooks", hook_point), "--config", config], env
 
 
 def main():

@@ -22,6 +22,7 @@ ovs-vsctl waits for it, as libvirt's calls do; the hook never waits for ovs-vswi
 
 import argparse
 import contextlib
+import logging
 import os
 import shutil
 import statistics
@@ -87,7 +88,7 @@ class Runner:
             path = self.configs[mode] = os.path.join(workdir, "%s.conf" % mode)
             with open(path, "w", encoding="utf-8") as stream:
                 stream.write("[openvswitch]\novsdb = %s\nplug = %s\n[hook]\nlog_level = WARNING\n"
-                             % (ovs.remote, mode))
+                             "state_dir = %s\n" % (ovs.remote, mode, os.path.join(workdir, "state")))
         # The tap libvirt would have made for plug mode "hook", and devices for the
         # baseline's ports (ovs-vsctl fails when ovs-vswitchd cannot open them).
         for tap in (naming.tap_name(HOOK_PORT_ID), BASELINE_TAP):
@@ -111,8 +112,21 @@ class Runner:
         with open(path, "wb") as stream:
             stream.write(DEVICE)
         env = dict(os.environ, _hook_domxml=path, vmId=VM_ID, PYTHONPATH=REPO,
-                   QUANTUM_VNIC_CONF=self.configs[plug], **quantum_properties("OPEN_VSWITCH", **properties))
-        return self._timed([sys.executable, os.path.join(REPO, "hooks", hook_point)], env)
+                   **quantum_properties("OPEN_VSWITCH", **properties))
+        # The config as the hook's argument: VDSM gives none, the hook then reads /etc/vdsm.
+        return self._timed([sys.executable, os.path.join(REPO, "hooks", hook_point),
+                            "--config", self.configs[plug]], env)
+
+    def record_mac(self, port_id):
+        """What before_device_create leaves for after_device_create (the MAC), untimed."""
+        from lxml import etree
+
+        from vnic_drivers import config, records
+        from vnic_drivers.vnic import Vnic
+
+        mac = etree.fromstring(DEVICE).find("mac").get("address")
+        records.save(config.load(self.configs["hook"]), Vnic(port_id, "OPEN_VSWITCH", mac=mac, vm_id=VM_ID),
+                     logging.getLogger("bench"))
 
     def vsctl(self, *args):
         wait = [] if self.ovs.vswitchd else ["--no-wait"]
@@ -124,7 +138,8 @@ class Runner:
         return {
             HYBRID_PLUG: self.hook("before_device_create", **hybrid),
             VSCTL_ADD: self.vsctl("--may-exist", "add-port", "br-int", BASELINE_PORT),
-            HOOK_PLUG: self.hook("after_device_create", plug="hook", port_id=HOOK_PORT_ID),
+            HOOK_PLUG: self.record_mac(HOOK_PORT_ID) or self.hook("after_device_create", plug="hook",
+                                                                    port_id=HOOK_PORT_ID),
             # What libvirt runs for an openvswitch virtualport, the hook mode's counterpart.
             LIBVIRT_ADD: self.vsctl("--", "--if-exists", "del-port", BASELINE_TAP, "--", "add-port", "br-int",
                                     BASELINE_TAP, "--", "set", "Interface", BASELINE_TAP,

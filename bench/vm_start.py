@@ -5,9 +5,10 @@
 Starts the e2e suite's private host (test netns, private OVS and libvirtd; root needed)
 and, interleaved so that machine noise hits both alike, per run:
 
-- with hooks: what VDSM does to start the VM (``tests/e2e/vdsm_driver.py``): every
-  ``before_device_create`` hook process, ``createXML`` (define + start of a transient
-  domain, as VDSM), every ``after_device_create`` hook process;
+- with hooks: what VDSM does to start the VM (``tests/e2e/vdsm_driver.py``, through
+  VDSM's own hook runner from ``../shared/vdsm``): every ``before_device_create`` hook
+  process, ``createXML`` (define + start of a transient domain, as VDSM), every
+  ``after_device_create`` hook process (on an empty file, as VDSM passes it);
 - without hooks: ``createXML`` of the very domain XML the hooks produced (same devices,
   so libvirt's own OVS port work is in both).
 
@@ -55,11 +56,12 @@ def one_run(vdsm, index, nic_count):
 
 def measure(host, runs, nic_count):
     conn = host.libvirtd.connect()
+    vdsm = Vdsm(conn, host.netns, QEMU, hook_config=host.hook_config())
     try:
-        vdsm = Vdsm(conn, host.netns, QEMU, hook_config=host.hook_config())
         one_run(vdsm, -1, nic_count)  # warm-up: libvirt probes QEMU's capabilities once
         samples = [one_run(vdsm, index, nic_count) for index in range(runs)]
     finally:
+        vdsm.close()
         conn.close()
     if vdsm.failures:
         raise SystemExit("hooks failed: %r" % vdsm.failures)

@@ -78,16 +78,22 @@ def run_as_vdsm(workdir, argv, env=None, netns=None, input=None, timeout=60, as_
     as ``quantum-vnic doctor``, on a host where vdsm and the drop-in exist). *config* is
     the file seen at ``/etc/vdsm/quantum_vnic.conf`` (the root process's config).
     """
-    command = ["unshare", "--mount", "--propagation", "private", "--",
-               sys.executable, os.path.abspath(__file__)]
-    if netns:
-        command += ["--netns", netns]
-    if as_root:
-        command += ["--root"]
-    if config:
-        command += ["--config", os.path.abspath(config)]
-    return subprocess.run(command + [str(workdir), "--"] + list(argv), env=env, input=input,
+    return subprocess.run(command(workdir, argv, netns, as_root, config), env=env, input=input,
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def command(workdir, argv, netns=None, as_root=False, config=None):
+    """The argv that runs *argv* as :func:`run_as_vdsm` does, for a caller that starts it
+    itself (a daemon: ``subprocess.Popen``)."""
+    prefix = ["unshare", "--mount", "--propagation", "private", "--",
+              sys.executable, os.path.abspath(__file__)]
+    if netns:
+        prefix += ["--netns", netns]
+    if as_root:
+        prefix += ["--root"]
+    if config:
+        prefix += ["--config", os.path.abspath(config)]
+    return prefix + [str(workdir), "--"] + list(argv)
 
 
 def _mount(*args):

@@ -255,14 +255,19 @@ def run(fillers=0, vms=VMS, single=2):
             fill_bridge(box.ovs.remote, fillers)
         config = os.path.join(workdir, "shared", "quantum_vnic.conf")
         with open(config, "w", encoding="utf-8") as stream:
-            stream.write("[openvswitch]\novsdb = %s\n" % box.ovs.remote)
+            # No resident helper listens there: every hook takes the sudo path.
+            stream.write("[openvswitch]\novsdb = %s\n[helper]\nsocket = %s\n"
+                         % (box.ovs.remote, os.path.join(workdir, "no-helper.sock")))
         os.chmod(config, 0o644)
         load = Load(box, workdir, config)
 
         def phase(name, hook_point, nics, parallel):
             output = load.hooks(hook_point, nics, parallel)
             for nic, (code, stderr, _) in zip(nics, output["results"]):
-                if code != 0 or "Traceback" in stderr or ": ERROR: " in stderr or ": WARNING: " in stderr:
+                # The one expected warning: no helper, so sudo (what this scenario measures).
+                warnings = [line for line in stderr.splitlines()
+                            if ": WARNING: " in line and "quantum-vnic-helper at" not in line]
+                if code != 0 or "Traceback" in stderr or ": ERROR: " in stderr or warnings:
                     report["errors"].append("%s %s %s: exit %d: %s" % (name, hook_point, nic.kind, code,
                                                                      stderr.strip()[-300:]))
             seconds = [result[2] for result in output["results"]]

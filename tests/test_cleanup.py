@@ -202,9 +202,11 @@ def test_port_recreated_after_the_scan_is_kept(ovs):
     stale = seen["data"][0][0][1]
     ovs.vsctl("del-port", tap, "--", "add-port", "br-int", tap, "--", "set", "Interface", tap,
               "external_ids:iface-id=%s" % port)  # libvirt re-added it: a new row
-    script = ("import json; from vnic_drivers.host import privileged; print(json.dumps(privileged.run("
-              "'cleanup_remove', {'name': %r, 'tap_port': %r, 'qvo_port': None})))" % (tap, stale))
-    env = dict(os.environ, PYTHONPATH=REPO, QUANTUM_VNIC_CONF=ovs.config)
+    script = ("import json; from vnic_drivers import config; config.select(%r); "
+              "from vnic_drivers.host import privileged; print(json.dumps(privileged.run("
+              "'cleanup_remove', {'name': %r, 'tap_port': %r, 'qvo_port': None})))"
+              % (ovs.config, tap, stale))
+    env = dict(os.environ, PYTHONPATH=REPO)
     done = subprocess.run(["ip", "netns", "exec", ovs.netns, sys.executable, "-c", script], env=env,
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

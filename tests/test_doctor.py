@@ -98,8 +98,11 @@ def statuses(checks):
     return {name: check["status"] for name, check in checks.items()}
 
 
-HEALTHY = {"config": "ok", "hooks": "ok", "sudoers": "ok", "sudo path": "ok", "agents": "ok",
-           "ovsdb": "ok", "integration bridge": "ok", "dummy bridge": "ok"}
+HEALTHY = {"config": "ok", "binding host id": "ok", "hooks": "ok", "sudoers": "ok", "sudo path": "ok", "agents": "ok",
+           "ovsdb": "ok", "integration bridge": "ok", "dummy bridge": "ok",
+           # No quantum-vnic-helper runs on the test host: hooks would use sudo (the
+           # helper check itself is tested with a running helper in tests/test_helper.py).
+           "helper": "warn"}
 
 
 def assert_healthy_but(checks, **expected):
@@ -126,7 +129,7 @@ def test_text_output_is_one_line_per_check(host):
     code, text = host.doctor(json_output=False)
     lines = text.splitlines()
     assert code == 1
-    assert len(lines) == 11  # ten checks and the verdict
+    assert len(lines) == 12  # eleven checks and the verdict
     failed = [line for line in lines if line.startswith("FAIL")]
     assert len(failed) == 1 and "integration bridge" in failed[0] and "; fix: " in failed[0]
     assert lines[-1].endswith("1 check(s) failed: VM networking is blocked")
@@ -167,6 +170,24 @@ def test_hook_not_executable(host):
     assert code == 1
     assert_healthy_but(checks, hooks="FAIL")
     assert "after_device_create" in checks["hooks"]["message"]
+
+
+def test_binding_host_id_and_its_source(host, tmp_path):
+    """The value after_get_caps reports, per plugin, and where it came from."""
+    import socket
+
+    ini = tmp_path / "etc/neutron/plugins/ml2/openvswitch_agent.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text("[DEFAULT]\nhost = compute-7-ovs\n")
+    host.write_config("[openvswitch]\novsdb = %s\n[hook]\nagent_config_root = %s\n" % (host.box.ovs.remote, tmp_path))
+    code, checks = host.doctor()
+    message = checks["binding host id"]["message"]
+    assert checks["binding host id"]["status"] == "ok", checks
+    assert "OPEN_VSWITCH: compute-7-ovs (host in %s)" % ini in message, message
+    assert "LINUX_BRIDGE: %s (socket.gethostname())" % socket.gethostname() in message, message
+    host.write_config("[openvswitch]\novsdb = %s\n[hook]\nbinding_host_id = node9\n" % host.box.ovs.remote)
+    code, checks = host.doctor()
+    assert "OPEN_VSWITCH: node9 ([hook] binding_host_id in %s)" % host.config in checks["binding host id"]["message"]
 
 
 def test_invalid_config(host):

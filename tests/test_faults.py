@@ -56,7 +56,9 @@ class Host:
         self.ovs = ovs
         self.directory = directory
         self.ns = NetNS(netns)
-        self.config = "[openvswitch]\novsdb = %s\n" % ovs.remote
+        # No resident helper listens there: hooks as vdsm take the sudo path.
+        self.config = "[openvswitch]\novsdb = %s\n[helper]\nsocket = %s\n" % (
+            ovs.remote, os.path.join(directory, "no-helper.sock"))
         self.config_path = os.path.join(directory, "quantum_vnic.conf")
         with open(self.config_path, "w", encoding="utf-8") as stream:
             stream.write(self.config)

@@ -94,13 +94,14 @@ def test_bad_config(case):
 
 def test_named_config_file_missing():
     run = run_hook("before_device_create", DEVICE, quantum_properties("OPEN_VSWITCH"),
-                   extra_env={"QUANTUM_VNIC_CONF": "/nonexistent/quantum_vnic.conf"})
+                   hook_args=["--config", "/nonexistent/quantum_vnic.conf"])
     assert_one_line_error(run, 2, "/nonexistent/quantum_vnic.conf", "does not exist")
 
 
 def test_missing_hook_file_variable():
+    # The file goes to another variable: $_hook_domxml is not set at all.
     run = run_hook("before_device_create", DEVICE, quantum_properties("OPEN_VSWITCH"),
-                   extra_env={"_hook_domxml": ""})
+                   variable="_hook_elsewhere")
     assert_one_line_error(run, 2, "_hook_domxml")
 
 
@@ -108,7 +109,7 @@ def test_destroy_tolerates_damaged_file():
     """Tear-down still runs on the port id when VDSM hands over a damaged file."""
     # Dry run: unplug reaches the host (OVSDB, devices), and this is the machine's own.
     run = run_hook("after_device_destroy", b"<interface", quantum_properties("OPEN_VSWITCH"),
-                   extra_env={"QUANTUM_VNIC_DRY_RUN": "1"})
+                   device_xml_known=True, dry_run=True)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     assert "would run ovs_unplug" in run.stderr

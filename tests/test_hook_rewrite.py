@@ -29,8 +29,6 @@ OVS_BRIDGE_CONFIG = "[openvswitch]\nintegration_bridge = br-custom\n[hook]\nmtu 
 OVS_HOOK_PLUG_CONFIG = "[openvswitch]\nplug = hook\n"
 OVS_NO_FIREWALL_CONFIG = "[openvswitch]\nfirewall = none\n"
 SECURITY_GROUPS = "sg-web,sg-ssh"
-# The XML is what is compared here: host changes (hybrid devices) are printed, not made.
-DRY_RUN = {"QUANTUM_VNIC_DRY_RUN": "1"}
 
 # case -> (hook point, input XML, properties, config)
 CASES = {
@@ -75,9 +73,11 @@ def _input(source):
         return stream.read()
 
 
+# The XML is what is compared here: host changes (hybrid devices) are printed, not made
+# (dry_run: the hook's --dry-run argument).
 def rewritten(case):
     hook_point, source, properties, config = CASES[case]
-    run = run_hook(hook_point, _input(source), properties, config=config, extra_env=DRY_RUN)
+    run = run_hook(hook_point, _input(source), properties, config=config, dry_run=True)
     assert run.returncode == 0, run.stderr
     return run
 
@@ -97,7 +97,7 @@ def test_matches_golden(case):
 def test_second_run_changes_nothing(case):
     hook_point, _, properties, config = CASES[case]
     first = rewritten(case)
-    second = run_hook(hook_point, first.after, properties, config=config, extra_env=DRY_RUN)
+    second = run_hook(hook_point, first.after, properties, config=config, dry_run=True)
     assert second.returncode == 0, second.stderr
     assert second.after == first.after
 

@@ -209,7 +209,7 @@ def test_unplug_leaves_a_device_that_is_not_a_tap(host):
 def test_dry_run_names_the_operation_and_touches_nothing(host):
     host.add_tap(TAP)
     run = run_hook("after_device_create", DEVICE, lb_properties(network_id=NETWORK_ID),
-                   netns=host.netns, extra_env={"QUANTUM_VNIC_DRY_RUN": "1"})
+                   netns=host.netns, dry_run=True)
     assert run.returncode == 0, run.stderr
     assert 'would run linux_bridge_plug bridge="%s"' % BRQ in run.stderr
     assert host.link(TAP)["master"] == DUMMY_BRIDGE

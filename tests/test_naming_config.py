@@ -62,7 +62,7 @@ def test_security_groups_tokens():
 
 
 def test_config_defaults_without_file(tmp_path, monkeypatch):
-    monkeypatch.delenv(config.PATH_ENV, raising=False)
+    monkeypatch.setattr(config, "_selected_path", None)
     monkeypatch.setattr(config, "DEFAULT_PATH", str(tmp_path / "absent.conf"))
     loaded = config.load()
     assert loaded.get("openvswitch", "integration_bridge") == "br-int"

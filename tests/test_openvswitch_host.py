@@ -357,7 +357,9 @@ def test_hook_plug_mode_with_a_real_tap(ovs):
 
 def test_hook_plug_mode_without_the_tap(ovs):
     port = new_port()
-    run = hook(ovs, "after_device_create", quantum_properties("OPEN_VSWITCH", port_id=port), plug="hook")
+    properties = quantum_properties("OPEN_VSWITCH", port_id=port)
+    assert_quiet(hook(ovs, "before_device_create", properties, plug="hook"))  # records the MAC
+    run = hook(ovs, "after_device_create", properties, plug="hook")
     assert_one_line(run, 1, naming.tap_name(port), "does not exist")
     assert interface(ovs, naming.tap_name(port)) is None
 

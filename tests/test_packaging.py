@@ -22,6 +22,9 @@ from tests.vdsm import REPO
 PACKAGING = os.path.join(REPO, "packaging")
 HOOKS_DIR = "/usr/libexec/vdsm/hooks"
 PRIVILEGED = "/usr/libexec/quantum-vnic/quantum-vnic-privileged"
+HELPER = "/usr/libexec/quantum-vnic/quantum-vnic-helper"
+UNITS = ("/usr/lib/systemd/system/quantum-vnic-helper.socket",
+         "/usr/lib/systemd/system/quantum-vnic-helper.service")
 SUDOERS = "/etc/sudoers.d/50_vdsm_hook_quantum_vnic"
 CONFIG = "/etc/vdsm/quantum_vnic.conf"
 REQUIRED = ("vdsm", "sudo", "patch", "python3-lxml", "python3-pyroute2", "python3-openvswitch", "python3-requests")
@@ -84,7 +87,7 @@ def _tree_files(pattern_dir, suffix=""):
 
 
 def expected_files():
-    files = {SUDOERS, CONFIG, "/usr/bin/quantum-vnic", PRIVILEGED,
+    files = {SUDOERS, CONFIG, "/usr/bin/quantum-vnic", PRIVILEGED, HELPER, *UNITS,
              "/usr/share/doc/quantum-vnic-%s/README.md" % _setup_version()}
     files.update("%s/%s" % (SITELIB, path) for path in _tree_files("vnic_drivers", ".py"))
     files.update("%s/%s/50_quantum_vnic" % (HOOKS_DIR, os.path.basename(path))
@@ -140,7 +143,7 @@ def test_modes_owners_and_config_flags(built):
     flags = _rpm_query(rpm_path, "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]")
     for path in (SUDOERS, CONFIG):
         assert re.search(r"^%s c?n" % re.escape(path), flags, re.M), flags
-    executables = {PRIVILEGED, "/usr/bin/quantum-vnic"} | {
+    executables = {PRIVILEGED, HELPER, "/usr/bin/quantum-vnic"} | {
         path for path in dump if path.startswith(HOOKS_DIR + "/")}
     for path, (mode, owner, group, _) in dump.items():
         assert (owner, group) == ("root", "root"), path
@@ -163,7 +166,7 @@ def test_requires(built):
 def test_scripts_run_isolated_with_system_python(built):
     _, _, contents = built
     scripts = [path for path in contents if path.startswith(HOOKS_DIR + "/")]
-    scripts += [PRIVILEGED, "/usr/bin/quantum-vnic"]
+    scripts += [PRIVILEGED, HELPER, "/usr/bin/quantum-vnic"]
     for path in scripts:
         first = contents[path].split(b"\n", 1)[0]
         assert first == b"#!/usr/bin/python3 -I", (path, first)
@@ -199,7 +202,7 @@ def test_packaged_python_compiles(built, tmp_path):
     import py_compile
 
     for path, data in contents.items():
-        if path.endswith(".py") or path.startswith(HOOKS_DIR) or path in (PRIVILEGED, "/usr/bin/quantum-vnic"):
+        if path.endswith(".py") or path.startswith(HOOKS_DIR) or path in (PRIVILEGED, HELPER, "/usr/bin/quantum-vnic"):
             source = tmp_path / "module.py"
             source.write_bytes(data)
             py_compile.compile(str(source), cfile=str(tmp_path / "module.pyc"), doraise=True)
@@ -234,3 +237,24 @@ def test_build_script_fails_clearly_without_rpmbuild(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "build-rpm: rpmbuild not found; install rpm (Debian) or rpm-build (Fedora/EL)"]
 
+
+
+def test_helper_units_and_scriptlets(built):
+    """Socket activation as the README says: 0660 socket for vdsm's group, the unit's
+    socket path is the config's default, the usual systemd scriptlets."""
+    rpm_path, _, contents = built
+    from vnic_drivers import config
+
+    socket_unit = contents[UNITS[0]].decode()
+    service_unit = contents[UNITS[1]].decode()
+    default_socket = config.defaults().get("helper", "socket")
+    assert "ListenStream=%s\n" % default_socket in socket_unit
+    assert "SocketMode=0660\n" in socket_unit and "SocketGroup=kvm\n" in socket_unit
+    assert "ExecStart=%s\n" % HELPER in service_unit
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in service_unit
+    scripts = _rpm_query(rpm_path, "--scripts")
+    # Whatever the macros expand to (EL's systemd-update-helper, or the spec's fallbacks
+    # on Debian), each phase names the helper's units.
+    bodies = dict(re.findall(r"^(\w+) scriptlet.*\n((?:(?!\w+ scriptlet).*\n?)*)", scripts, re.M))
+    for phase in ("postinstall", "preuninstall", "postuninstall"):
+        assert "quantum-vnic-helper" in bodies.get(phase, ""), scripts

@@ -38,14 +38,20 @@ BAD_IDS = ["0a1b2c3d", PORT_ID + "0", PORT_ID.replace("-", ""), PORT_ID[:-1] + "
            "' or 1=1 --", PORT_ID + ";reboot", 42, None]
 
 
+# The entry point with *config* selected in-process, as a hook running as root selects
+# its --config for the privileged side; the installed entry point takes no config at all
+# (through sudo it reads /etc/vdsm/quantum_vnic.conf, whatever the caller's argv or env).
+ENTRY_WITH_CONFIG = [sys.executable, "-c", "import sys; from vnic_drivers import config; "
+                     "config.select(sys.argv.pop(1)); from vnic_drivers.host.privileged import main; "
+                     "sys.exit(main())"]
+
+
 def entry(argv, stdin="{}", netns=None, config=None):
-    """Run the entry point as a process (in *netns*, with $QUANTUM_VNIC_CONF=*config*);
+    """Run the entry point as a process (in *netns*, reading *config*);
     (exit code, stdout, stderr lines)."""
-    command = (["ip", "netns", "exec", netns] if netns else []) + ENTRY + list(argv)
+    command = ENTRY + list(argv) if not config else ENTRY_WITH_CONFIG + [config] + list(argv)
+    command = (["ip", "netns", "exec", netns] if netns else []) + command
     env = dict(os.environ, PYTHONPATH=REPO)
-    env.pop("QUANTUM_VNIC_CONF", None)
-    if config:
-        env["QUANTUM_VNIC_CONF"] = config
     done = subprocess.run(command, input=stdin, env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=60, check=False)
     return done.returncode, done.stdout, done.stderr.strip().splitlines()

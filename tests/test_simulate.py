@@ -38,7 +38,8 @@ def test_vm_property_overrides_and_failure_code_passes_through():
 
 def test_config_option_is_used(tmp_path):
     config = tmp_path / "q.conf"
-    config.write_text("[linux_bridge]\nmode = ethernet\n")
+    # state_dir: the MAC record of a real (not dry) run stays in the test's directory.
+    config.write_text("[linux_bridge]\nmode = ethernet\n[hook]\nstate_dir = %s\n" % (tmp_path / "state"))
     done = simulate("before_device_create", "--domxml", EXAMPLE, "--config", str(config), *PROPS)
     assert done.returncode == 0, done.stderr
     assert '<interface type="ethernet">' in done.stdout

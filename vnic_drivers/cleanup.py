@@ -23,7 +23,6 @@ not be asked, nothing was touched.
 """
 
 import json
-import os
 import sys
 
 EXIT_OK = 0
@@ -169,7 +168,7 @@ def run(args):
 
     if args.config:
         # As doctor: the privileged side, in-process as root, reads this same file.
-        os.environ[config_module.PATH_ENV] = os.path.abspath(args.config)
+        config_module.select(args.config)
     try:
         config = config_module.load(args.config)
         uri = args.libvirt_uri or config.get("cleanup", "libvirt_uri")

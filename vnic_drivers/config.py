@@ -12,7 +12,25 @@ from . import naming
 from .errors import InputError
 
 DEFAULT_PATH = "/etc/vdsm/quantum_vnic.conf"
-PATH_ENV = "QUANTUM_VNIC_CONF"
+
+# The file this process reads instead of DEFAULT_PATH, set only in-process by an entry
+# point from its own argv or arguments (a hook's --config, simulate/doctor --config).
+# Never from the environment: VDSM copies its environment into a hook's and adds every
+# VM and device custom property to it, whatever the name, so any variable read here could
+# be set by whoever edits a VM. The privileged side run in-process (as root) calls load()
+# too and so reads the same file; through sudo it is a new process and reads DEFAULT_PATH.
+_selected_path = None
+
+
+def select(path):
+    """Make *path* (or, with None, the default) the config file of this whole process."""
+    global _selected_path
+    _selected_path = None if path is None else os.path.abspath(path)
+
+
+def selected_path():
+    """The file :func:`load` reads when given no path."""
+    return _selected_path or DEFAULT_PATH
 
 
 def _choice(*allowed):
@@ -62,11 +80,62 @@ def _bridge(value, what):
     return naming.device_name(value.strip(), what, allow_dummy=True)
 
 
+def _absolute_path(value, what):
+    value = value.strip()
+    if not value.startswith("/") or "\0" in value:
+        raise InputError("%s=%r: expected an absolute path" % (what, value))
+    return os.path.normpath(value)
+
+
+def _libvirt_uri(value, what):
+    value = value.strip()
+    if "://" not in value or any(char.isspace() for char in value):
+        raise InputError("%s=%r: expected a libvirt URI such as qemu:///system" % (what, value))
+    return value
+
+
+def _host_id(value, what):
+    # Neutron's agents compare it byte for byte with their own `host` option.
+    value = value.strip()
+    if len(value) > 255 or any(char.isspace() or not char.isprintable() for char in value):
+        raise InputError("%s=%r: expected a host name as the Neutron agent's `host` option "
+                         "has it (printable, no spaces, at most 255 characters)" % (what, value[:60]))
+    return value
+
+
 def _ovsdb_remote(value, what):
     value = value.strip()
     if not (value.startswith("unix:") or value.startswith("tcp:") or value.startswith("ssl:")):
         raise InputError("%s=%r: expected unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT" % (what, value))
     return value
+
+
+def _socket_path(value, what):
+    value = _absolute_path(value, what)
+    if len(value) > 107:  # sun_path holds 108 bytes with the terminating NUL
+        raise InputError("%s=%r: a unix socket path has at most 107 characters" % (what, value))
+    return value
+
+
+def _http_url(value, what):
+    value = value.strip()
+    if not (value.startswith("http://") or value.startswith("https://")) or "@" in value.split("/")[2]:
+        shown = value if "@" not in value else "<not shown: it has user:password@>"
+        raise InputError("%s=%s: expected http://HOST:PORT or https://HOST:PORT (no user:password@)"
+                         % (what, shown))
+    return value.rstrip("/")
+
+
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+
+
+def _user_list(value, what):
+    """User names or numeric uids, separated by commas or spaces (resolved by the helper)."""
+    users = tuple(part for part in value.replace(",", " ").split() if part)
+    for user in users:
+        if not (user.isdigit() or _USER_RE.match(user)):
+            raise InputError("%s=%r: expected user names or uids separated by commas" % (what, value))
+    return users
 
 
 def _libvirt_uri(value, what):
@@ -82,6 +151,16 @@ SCHEMA = {
         "log_level": (_log_level, "INFO"),
         "syslog": (_boolean, "false"),
         "mtu": (_optional(naming.mtu), ""),
+        # Where before_* hook points record what after_* points need later (the MAC);
+        # must be writable by vdsm. /run: a record does not outlive a reboot, nor a VM.
+        "state_dir": (_absolute_path, "/run/vdsm/quantum-vnic"),
+        # Read-only connection used when no record exists (a VM started before the install).
+        "libvirt_uri": (_libvirt_uri, "qemu:///system"),
+        # openstack_binding_host_ids in after_get_caps: empty = the agents' `host` option,
+        # else the hostname (vnic_drivers/binding_host.py).
+        "binding_host_id": (_optional(_host_id), ""),
+        # Where the agents' config files are looked for (/etc/neutron/... below it).
+        "agent_config_root": (_absolute_path, "/"),
     },
     "linux_bridge": {
         # bridge: the tap sits on dummy_bridge until plugged; ethernet: libvirt makes
@@ -98,6 +177,29 @@ SCHEMA = {
         "firewall": (_choice("hybrid", "none"), "hybrid"),
         "ovsdb": (_ovsdb_remote, "unix:/var/run/openvswitch/db.sock"),
         "wait_timeout": (_seconds, "0"),
+    },
+    # The Quantum API client (vnic_drivers/quantum/). The full section, with the
+    # client's own options, comes from branch i11-api; these are the ones the client
+    # and vnic_drivers/quantum/auth.py read, under the same names.
+    "quantum": {
+        # empty: no API calls at all
+        "url": (_optional(_http_url), ""),
+        "auth": (_choice("noauth", "keystone-v2", "keystone-v3"), "noauth"),
+        "credentials": (_absolute_path, "/etc/vdsm/quantum_vnic.credentials"),
+        # empty: tokens are kept in memory only (one per hook process)
+        "token_cache": (_optional(_absolute_path), "/run/vdsm/quantum_vnic.token"),
+        # empty: the system's CA bundle
+        "ca_file": (_optional(_absolute_path), ""),
+        "connect_timeout": (_seconds, "3"),
+        "read_timeout": (_seconds, "10"),
+    },
+    # The resident helper (vnic_drivers/helper/): its socket, who may use it, and when
+    # it gives up on a client, or exits when nobody asked anything for a while.
+    "helper": {
+        "socket": (_socket_path, "/run/quantum-vnic/helper.sock"),
+        "allowed_users": (_user_list, "vdsm"),
+        "idle_timeout": (_seconds, "60"),
+        "client_timeout": (_seconds, "5"),
     },
     "cleanup": {
         # Where quantum-vnic cleanup (and doctor) ask which vNICs running VMs use.
@@ -142,14 +244,14 @@ def _build(raw, path):
 
 
 def load(path=None):
-    """Read the config at *path*, ``$QUANTUM_VNIC_CONF`` or the default location.
+    """Read the config at *path*, the file :func:`select` named, or the default location.
 
     A missing file at the default location means defaults; a missing file that was
     named explicitly is an error (the admin asked for it).
     """
     import configparser
 
-    explicit = path or os.environ.get(PATH_ENV)
+    explicit = path or _selected_path
     path = explicit or DEFAULT_PATH
     parser = configparser.ConfigParser(interpolation=None, default_section="__no_default__")
     try:
@@ -157,7 +259,7 @@ def load(path=None):
             parser.read_file(stream)
     except FileNotFoundError:
         if explicit:
-            raise InputError("config %s does not exist; create it or unset %s" % (path, PATH_ENV)) from None
+            raise InputError("config %s does not exist; create it or name another file" % path) from None
         return defaults()
     except (OSError, UnicodeDecodeError) as err:
         raise InputError("config %s cannot be read: %s" % (path, err)) from None

@@ -174,7 +174,9 @@ class Demo:
             % (ovs.pids["ovsdb-server"], ovs.remote, ovs.pids["ovs-vswitchd"]))
         self.config = os.path.join(self.box.directory, "quantum_vnic.conf")
         with open(self.config, "w", encoding="utf-8") as stream:
-            stream.write("[openvswitch]\novsdb = %s\n" % ovs.remote)
+            # Records of the hooks (MACs) in the throwaway directory, not the host's /run.
+            stream.write("[openvswitch]\novsdb = %s\n[hook]\nstate_dir = %s\n"
+                         % (ovs.remote, os.path.join(self.box.directory, "state")))
         say("config %s: [openvswitch] ovsdb = %s" % (self.config, ovs.remote))
 
     def vm_life(self):
@@ -206,12 +208,13 @@ class Demo:
         with open(path, "wb") as stream:
             stream.write(vnic.xml)
         env = hook_environment(path, vnic.properties, {}, VM_ID)
-        env["QUANTUM_VNIC_CONF"] = self.config
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = package_parent + os.pathsep + env.get("PYTHONPATH", "")
         self.checkpoint()
         say("-- %s, vNIC %s (%s, port %s)" % (hook_point, vnic.tap, vnic.plugin, vnic.port))
-        done = subprocess.run(self.box.command(hook_command(hook_point)), env=env,
+        # The config as the hook's argument: the environment is the custom properties'.
+        argv = hook_command(hook_point) + ["--config", self.config]
+        done = subprocess.run(self.box.command(argv), env=env,
                               capture_output=True, text=True, check=False)
         for line in done.stderr.splitlines():
             say("   | " + line)

@@ -78,7 +78,7 @@ class Context:
 def check_config(ctx):
     from . import config as config_module
 
-    path = ctx.args.config or os.environ.get(config_module.PATH_ENV) or config_module.DEFAULT_PATH
+    path = ctx.args.config or config_module.selected_path()
     if ctx.config_error:
         return Result(FAIL, ctx.config_error, "fix the file; every option and its default: "
                       "/usr/share/doc/quantum-vnic*/README.md")
@@ -212,6 +212,62 @@ def check_agent_patch(ctx):
     return agent_patch_state(ctx.args.agent_file)
 
 
+def check_binding_host(ctx):
+    """What after_get_caps reports: the engine binds this host's ports to it."""
+    from .binding_host import binding_host_id
+
+    found = ["%s: %s (%s)" % ((plugin,) + binding_host_id(ctx.config, plugin)) for plugin in ctx.plugins]
+    return Result(OK, "ports bind to " + "; ".join(found))
+
+
+def check_helper(ctx):
+    """The resident helper: socket present, vdsm may open it, it answers, vdsm is allowed."""
+    import grp
+    import pwd
+
+    path = ctx.config.get("helper", "socket")
+    enable = "systemctl enable --now quantum-vnic-helper.socket"
+    try:
+        info = os.stat(path)
+    except OSError:
+        return Result(WARN, "no helper socket at %s: hooks use sudo (slower)" % path, enable)
+    if not stat.S_ISSOCK(info.st_mode):
+        return Result(FAIL, "%s is not a socket" % path, "remove it, then " + enable)
+    try:
+        vdsm = pwd.getpwnam(VDSM_USER)
+    except KeyError:
+        return Result(FAIL, "user %s does not exist: VDSM runs the hooks as %s" % (VDSM_USER, VDSM_USER),
+                      "install vdsm (dnf install vdsm)")
+    try:
+        group = grp.getgrgid(info.st_gid)
+        in_group = info.st_gid == vdsm.pw_gid or VDSM_USER in group.gr_mem
+        group_name = group.gr_name
+    except KeyError:
+        in_group, group_name = info.st_gid == vdsm.pw_gid, str(info.st_gid)
+    if not (info.st_uid == 0 and in_group and stat.S_IMODE(info.st_mode) & 0o060 == 0o060
+            and not stat.S_IMODE(info.st_mode) & 0o007):
+        return Result(FAIL, "%s is %s:%s %04o; vdsm must reach it through its group, others not"
+                      % (path, info.st_uid, group_name, stat.S_IMODE(info.st_mode)),
+                      "SocketMode=0660 and SocketGroup= a group of %s in quantum-vnic-helper.socket"
+                      % VDSM_USER)
+    if os.geteuid() != 0:
+        return Result(SKIP, "run doctor as root to ask the helper at %s as %s" % (path, VDSM_USER))
+    # As vdsm, for real: the kernel's view of the caller is what the helper checks.
+    probe = ("import json, sys; sys.path[:0] = %r; from vnic_drivers.helper import client; "
+             "print(json.dumps(client.call(%r, 'ping', {}, %r)))"
+             % ([os.path.dirname(os.path.dirname(os.path.abspath(__file__)))],
+                path, ctx.config.get("helper", "client_timeout") or 5))
+    done = _run(["setpriv", "--reuid=%d" % vdsm.pw_uid, "--regid=%d" % vdsm.pw_gid, "--init-groups",
+                 "--", sys.executable, "-I", "-c", probe])
+    if done is None or done.returncode != 0:
+        reason = "setpriv not found" if done is None else _last_line(done)
+        fix = ("add %s to [helper] allowed_users in %s, then systemctl reload quantum-vnic-helper"
+               % (VDSM_USER, ctx.config.path) if "not allowed" in reason
+               else "journalctl -u quantum-vnic-helper")
+        return Result(FAIL, "the helper at %s does not answer %s: %s" % (path, VDSM_USER, reason), fix)
+    return Result(OK, "quantum-vnic-helper answers %s on %s" % (VDSM_USER, path))
+
+
 def check_leftovers(ctx):
     """Devices and OVS ports of vNICs no running VM uses (what ``quantum-vnic cleanup`` removes)."""
     from . import cleanup
@@ -243,9 +299,11 @@ def check_leftovers(ctx):
 
 CHECKS = [
     ("config", check_config),
+    ("binding host id", check_binding_host),
     ("hooks", check_hooks),
     ("sudoers", check_sudoers),
     ("sudo path", check_privilege_path),
+    ("helper", check_helper),
     ("agents", check_agents),
     ("ovsdb", check_ovsdb),
     ("integration bridge", check_integration_bridge),
@@ -392,15 +450,13 @@ def diagnose(args):
 
 def run(args):
     if args.config:
-        from .config import PATH_ENV
+        from .config import select
 
         # --config is for the whole process, not only for the checks: what loads the
         # config by itself must read this same file, above all a privileged operation
         # run in-process as root (it takes the OVSDB remote and the bridge from it).
-        # The variable is the one channel every part already honours (hooks, simulate);
-        # an in-process hand-over would be a second way to keep in step. sudo drops it
-        # (env_reset): through sudo, root reads /etc/vdsm/quantum_vnic.conf, as for VDSM.
-        os.environ[PATH_ENV] = os.path.abspath(args.config)
+        # Through sudo, root reads /etc/vdsm/quantum_vnic.conf, as for VDSM.
+        select(args.config)
     ctx, results = diagnose(args)
     failed = [name for name, result in results if result.status == FAIL]
     if args.json:

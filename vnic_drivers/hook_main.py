@@ -9,14 +9,22 @@ hook point                         action    what the driver does
 before_device_create               create    rewrite the XML, prepare host objects
 before_nic_hotplug                 create    same, for the device being attached
 before_device_migrate_destination  prepare   host objects only (VDSM drops the XML)
+before_update_device               update    put the NIC back on its Quantum wiring,
+                                             keep what the update changed
 after_device_create                plug      finish wiring the tap libvirt made
 after_nic_hotplug                  plug
 after_device_migrate_destination   plug
+after_update_device                plug      re-check (and redo) the wiring
+after_update_device_fail           keep      nothing: libvirt kept the old device
 after_device_destroy               unplug    remove what we created; idempotent
 after_nic_hotunplug                unplug
 after_nic_hotplug_fail             unplug    roll back a failed hot-plug
-after_get_caps                     (host)    add the OVS binding host id (caps.py)
+after_get_caps                     (host)    add the binding host ids (caps.py)
 =================================  ========  =========================================
+
+The actions ``create``, ``prepare`` and ``update`` read the device XML and record the
+vNIC's MAC (:mod:`vnic_drivers.records`); the others never read the file, which VDSM
+leaves empty at ``after_device_create`` and ``after_device_destroy``.
 
 Exit codes: 0 done (or not our device); on an error ``before_*`` points exit 2 (VDSM
 aborts the VM start / hot-plug), ``after_*`` points exit 1 (logged, never aborts).
@@ -32,9 +40,12 @@ HOOK_POINTS = {
     "before_device_create": "create",
     "before_nic_hotplug": "create",
     "before_device_migrate_destination": "prepare",
+    "before_update_device": "update",
     "after_device_create": "plug",
     "after_nic_hotplug": "plug",
     "after_device_migrate_destination": "plug",
+    "after_update_device": "plug",
+    "after_update_device_fail": "keep",
     "after_device_destroy": "unplug",
     "after_nic_hotunplug": "unplug",
     "after_nic_hotplug_fail": "unplug",
@@ -43,33 +54,83 @@ HOOK_POINTS = {
 # Host-level hook points: no device and no provider_type gate (see vnic_drivers/caps.py).
 HOST_HOOK_POINTS = ("after_get_caps",)
 
+# Actions that read the device XML VDSM hands over; every other action works from the
+# environment, the record a before_* point left, and the host (see vnic_drivers/records.py).
+XML_ACTIONS = ("create", "prepare", "update")
+
+USAGE = "usage: %s [--config FILE] [--dry-run]  (VDSM runs it with no argument)"
+
 
 def failure_exit_code(hook_point):
     """2 (stop: abort the operation) before it happens, 1 (log and go on) after."""
     return hooking.EXIT_FAILED_STOP if hook_point.startswith("before_") else hooking.EXIT_FAILED
 
 
-def main(hook_point, environ=None):
-    """Run *hook_point* for the device VDSM handed over; returns the exit code."""
+class Options:
+    """What the command line of the hook process asks for; VDSM gives none (the defaults).
+
+    This is the only channel for the hook's own controls. Not the environment: VDSM builds
+    a hook's environment from its own and adds every VM and device custom property, whatever
+    its name, so a variable could be set by anyone who may edit a VM's properties. The
+    argv of the script is VDSM's (empty) or that of whoever runs it by hand.
+    """
+
+    def __init__(self, config=None, dry_run=False):
+        self.config = config
+        self.dry_run = dry_run
+
+
+def parse_argv(argv, prog):
+    """:class:`Options` from *argv*; None (after a one-line message) when it is not valid."""
+    if not argv:
+        return Options()  # VDSM's case: no parser imported
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise ValueError(message)
+
+    parser = Parser(prog=prog, add_help=False)
+    parser.add_argument("--config")
+    parser.add_argument("--dry-run", action="store_true")
+    try:
+        args = parser.parse_args(list(argv))
+    except ValueError as err:
+        sys.stderr.write("quantum-vnic: %s; %s\n" % (err, USAGE % prog))
+        return None
+    return Options(args.config, args.dry_run)
+
+
+def main(hook_point, environ=None, argv=None):
+    """Run *hook_point* for the device VDSM handed over; returns the exit code.
+
+    *argv* (default: this process's arguments) may name another config file and ask for
+    a dry run; VDSM passes no argument.
+    """
     environ = os.environ if environ is None else environ
-    if hook_point in HOST_HOOK_POINTS:
-        return _run(hook_point, environ)
-    if hook_point not in HOOK_POINTS:
+    if hook_point not in HOOK_POINTS and hook_point not in HOST_HOOK_POINTS:
         sys.stderr.write("quantum-vnic: unknown hook point %r\n" % hook_point)
         return hooking.EXIT_FAILED
+    options = parse_argv(sys.argv[1:] if argv is None else argv, hook_point)
+    if options is None:
+        return failure_exit_code(hook_point)
+    if hook_point in HOST_HOOK_POINTS:
+        return _run(hook_point, environ, options)
     # Fast path: every device with custom properties runs the hooks; leave the
     # others before importing anything heavy.
     if not vnic_module.is_quantum_vnic(environ):
         return hooking.EXIT_OK
-    return _run(hook_point, environ)
+    return _run(hook_point, environ, options)
 
 
-def _run(hook_point, environ):
+def _run(hook_point, environ, options):
     from . import config as config_module
     from . import log
 
     logger = log.setup(hook_point)  # defaults until the config says otherwise
     try:
+        # For the whole process: the privileged side, run in-process as root, loads it too.
+        config_module.select(options.config)
         config = config_module.load()
     except HookError as err:
         logger.error("%s", err)
@@ -81,7 +142,7 @@ def _run(hook_point, environ):
 
             caps.update(config, logger)
         else:
-            _dispatch(HOOK_POINTS[hook_point], hook_point, environ, config, logger)
+            _dispatch(HOOK_POINTS[hook_point], hook_point, environ, config, options, logger)
     except HookError as err:
         logger.error("%s", err)
         return err.exit_code if err.exit_code is not None else failure_exit_code(hook_point)
@@ -91,50 +152,87 @@ def _run(hook_point, environ):
     return hooking.EXIT_OK
 
 
-def _dispatch(action, hook_point, environ, config, logger):
-    from . import base, domxml, host as host_module
+def _dispatch(action, hook_point, environ, config, options, logger):
+    from . import base, domxml, host as host_module, records
 
-    path = hooking.hook_file()
-    if action == "create":
+    if action in XML_ACTIONS:
+        path = hooking.hook_file()
         original = hooking.read_bytes(path)
         iface = domxml.parse_interface(original, "device XML in %s" % path)
         mac = domxml.mac_address(iface)
     else:
-        # Only some steps need the device XML (the MAC, for OVS ports): read it on first
-        # use, so tear-down never depends on the file and most runs skip the parse.
-        def mac():
-            data = hooking.read_bytes(path)
-            return domxml.mac_address(domxml.parse_interface(data, "device XML in %s" % path))
+        # VDSM passes an empty file at after_device_create and after_device_destroy (and
+        # whatever it last had elsewhere): never read it. The one value a later step may
+        # need, the MAC (OVS plug mode hook: attached-mac), comes from the record the
+        # before_* point left or, without one, from libvirt; only when first asked for.
+        def mac(vnic):
+            return records.mac_for(config, vnic)
 
     vnic = vnic_module.from_environment(environ, mac=mac, default_mtu=config.get("hook", "mtu"))
-    driver = base.driver_for(vnic, config, host_module.connect())
+    if action == "update" and iface.find("mtu") is not None:
+        vnic.mtu = None  # keep the MTU the update carries (libvirt cannot change it live)
+    driver = base.driver_for(vnic, config, host_module.connect(dry_run=options.dry_run, config=config))
     logger.debug("%s: %r with %s", hook_point, vnic, type(driver).__name__)
 
-    if action == "create":
+    if action in ("create", "update"):
         driver.rewrite(iface, vnic)
         updated = domxml.serialize(iface, original)
-        driver.prepare(vnic)
+        if action == "create":
+            driver.prepare(vnic)
         try:
             if updated != original:
                 hooking.write_bytes_atomically(path, updated)
         except BaseException:
-            driver.unplug(vnic)  # leave nothing behind when the device will not come
+            if action == "create":
+                driver.unplug(vnic)  # leave nothing behind when the device will not come
             raise
-        logger.info("%s: vNIC %s rewritten for %s", hook_point, vnic.port_id, vnic.plugin_type)
+        _record(config, vnic, options, logger)
+        if action == "create":
+            logger.info("%s: vNIC %s rewritten for %s", hook_point, vnic.port_id, vnic.plugin_type)
+        else:
+            logger.info("%s: vNIC %s kept on its %s wiring", hook_point, vnic.port_id, vnic.plugin_type)
     elif action == "prepare":
         driver.prepare(vnic)
+        _record(config, vnic, options, logger)
     elif action == "plug":
         driver.plug(vnic)
+    elif action == "keep":
+        # libvirt refused the update: the device, and so its host side, is as before.
+        logger.info("%s: update of vNIC %s failed; host wiring left as it was", hook_point, vnic.port_id)
     else:
         driver.unplug(vnic)
+        if not options.dry_run:
+            records.remove(config, vnic, logger)
+
+
+def _record(config, vnic, options, logger):
+    from . import records
+
+    if options.dry_run:
+        logger.debug("dry-run: would record MAC %s of port %s", vnic.mac, vnic.port_id)
+    else:
+        records.save(config, vnic, logger)
+
+
+def exit_now(code):
+    """End the hook process with *code* once its output is flushed, skipping interpreter
+    shutdown (module teardown, GC: ~20 ms of a hook's run). The hook scripts call it.
+    Nothing is buffered elsewhere: files are closed by then, log handlers write through."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def entry_point():
-    """``python -m vnic_drivers.hook_main HOOK_POINT``: for tools that run a hook."""
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: python -m vnic_drivers.hook_main HOOK_POINT\n")
+    """``python -m vnic_drivers.hook_main HOOK_POINT [--config FILE] [--dry-run]``: for
+    tools that run a hook (simulate, the demo)."""
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        sys.stderr.write("usage: python -m vnic_drivers.hook_main HOOK_POINT [--config FILE] [--dry-run]\n")
         return hooking.EXIT_FAILED
-    return main(sys.argv[1])
+    return main(sys.argv[1], argv=sys.argv[2:])
 
 
 if __name__ == "__main__":

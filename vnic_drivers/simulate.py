@@ -4,6 +4,10 @@ The XML is copied to a temp file named by ``_hook_domxml``; the device's custom
 properties, then the VM's (which override them, as in VDSM), and ``vmId`` go into the
 environment; the hook runs as its own process; its stderr, the resulting XML and the
 exit code are shown. With ``--dry-run`` host operations are printed, not performed.
+
+``--config`` and ``--dry-run`` reach the hook as its arguments, never as environment
+variables: a hook's environment also carries every custom property, so a variable would
+be a control any VM's properties could set (see :class:`vnic_drivers.hook_main.Options`).
 """
 
 import os
@@ -66,14 +70,12 @@ def run(args):
             sys.stderr.write("quantum-vnic simulate: cannot read %s: %s\n" % (args.domxml, err.strerror))
             return 2
         env = hook_environment(domxml_path, properties, vm_properties, args.vm_id)
-        if args.dry_run:
-            env["QUANTUM_VNIC_DRY_RUN"] = "1"
+        argv = [sys.executable, "-m", "vnic_drivers.hook_main", args.hook]
         if args.config:
-            env["QUANTUM_VNIC_CONF"] = os.path.abspath(args.config)
-        done = subprocess.run(
-            [sys.executable, "-m", "vnic_drivers.hook_main", args.hook],
-            env=env, capture_output=True, text=True, check=False,
-        )
+            argv += ["--config", os.path.abspath(args.config)]
+        if args.dry_run:
+            argv.append("--dry-run")
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         for line in done.stderr.splitlines():
             sys.stderr.write("  | %s\n" % line)
         with open(args.domxml, "rb") as before, open(domxml_path, "rb") as after:

@@ -20,9 +20,9 @@ def is_quantum_vnic(environ):
 class Vnic:
     """One vNIC: its Quantum port and how it is to be wired.
 
-    *mac* is the address from the device XML, or a function returning it: most hook
-    points never need it, and reading it means parsing the XML, so it is read (and
-    validated) on first use.
+    *mac* is the address from the device XML, or a function of the Vnic returning it:
+    most hook points never need it, and finding it means a file or libvirt, so it is
+    looked up (and validated) on first use.
     """
 
     def __init__(self, port_id, plugin_type, network_id=None, security_groups=(),
@@ -38,7 +38,7 @@ class Vnic:
     @property
     def mac(self):
         if callable(self._mac):
-            raw = self._mac()
+            raw = self._mac(self)
             self._mac = None if raw is None else naming.mac(raw, "<mac address> of the device")
         return self._mac
 
@@ -67,7 +67,7 @@ def _optional(environ, name):
 
 def from_environment(environ, mac=None, default_mtu=None):
     """Validate the custom properties in *environ*; *mac* comes from the device XML
-    (a string, or a function that reads it when first needed)."""
+    (a string), or is a function of the Vnic that finds it when first needed."""
     port_id = naming.uuid(_required(environ, "vnic_id", "the Quantum port UUID"), "property vnic_id")
     plugin_type = _required(environ, "plugin_type", "LINUX_BRIDGE or OPEN_VSWITCH")
     if plugin_type not in PLUGIN_TYPES:

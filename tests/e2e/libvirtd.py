@@ -5,10 +5,14 @@ directory (see ``launch_libvirtd.py`` for how the fixed root paths are made priv
 it shares nothing with a libvirtd the machine may run, nor with a concurrent test run.
 It runs in the test netns, so the taps it creates, the bridges it enslaves them to and
 the OVS ports it adds (through the private OVS named by ``OVS_RUNDIR``) live there too.
+Each has its own host UUID (libvirt reads the machine's SMBIOS one otherwise, and refuses
+to migrate between two daemons that report the same: "Attempt to migrate guest to the
+same host").
 """
 
 import os
 import sys
+import uuid
 
 from tests.e2e import procs
 
@@ -25,6 +29,7 @@ unix_sock_rw_perms = "0700"
 auth_unix_ro = "none"
 auth_unix_rw = "none"
 log_outputs = "3:file:{log}"
+host_uuid = "{host_uuid}"
 """
 
 # Guests run as root, unconfined, without cgroups or private /dev: the least this
@@ -50,6 +55,7 @@ class PrivateLibvirtd:
         self.uri = "qemu+unix:///system?socket=" + self.socket
         self.log = os.path.join(root, "libvirtd.log")
         self.launcher = None
+        self.host_uuid = str(uuid.uuid4())
 
     def start(self):
         etc = os.path.join(self.root, "etc")
@@ -57,7 +63,8 @@ class PrivateLibvirtd:
         os.makedirs(os.path.dirname(self.socket), exist_ok=True)
         conf = os.path.join(etc, "libvirtd.conf")
         with open(conf, "w", encoding="utf-8") as stream:
-            stream.write(LIBVIRTD_CONF.format(sockets=os.path.dirname(self.socket), log=self.log))
+            stream.write(LIBVIRTD_CONF.format(
+                sockets=os.path.dirname(self.socket), log=self.log, host_uuid=self.host_uuid))
         with open(os.path.join(etc, "qemu.conf"), "w", encoding="utf-8") as stream:
             stream.write(QEMU_CONF)
         argv = procs.in_netns(self.netns, [

@@ -4,6 +4,7 @@ import random
 import uuid
 
 from tests.conftest import quantum_properties
+from tests.e2e import vdsm_driver
 from tests.e2e.vdsm_driver import Nic
 
 # A port with security groups is plugged hybrid (the value is a list of group ids).
@@ -29,21 +30,5 @@ def hybrid_names(nic):
 
 
 def live_interfaces(vm):
-    """{mac: {'type', 'bridge', 'tap', 'mtu'}} of the VM's vNICs as libvirt runs them."""
-    from lxml import etree
-
-    root = etree.fromstring(vm.domain.XMLDesc(0).encode("utf-8"))
-    found = {}
-    for iface in root.iterfind("devices/interface"):
-        found[iface.find("mac").get("address")] = {
-            "type": iface.get("type"),
-            "bridge": _attribute(iface, "source", "bridge"),
-            "tap": _attribute(iface, "target", "dev"),
-            "mtu": _attribute(iface, "mtu", "size"),
-        }
-    return found
-
-
-def _attribute(element, child, name):
-    found = element.find(child)
-    return None if found is None else found.get(name)
+    """{mac: {'type', 'bridge', 'tap', 'mtu', 'link', 'xml'}} of the VM's vNICs as libvirt runs them."""
+    return vdsm_driver.live_interfaces(vm.domain)

@@ -5,9 +5,18 @@ Drivers never import pyroute2 or the ovs bindings; they name an operation from
 hook call by :func:`connect`:
 
 - :class:`InProcessHost` when already root (tests, ``quantum-vnic demo``);
-- :class:`SudoHost` when unprivileged (VDSM runs hooks as ``vdsm``): ``sudo -n`` the
-  privileged entry point, which re-validates everything;
-- :class:`DryRunHost` for ``simulate --dry-run``: records what would run, changes nothing.
+- :class:`HelperHost` when unprivileged (VDSM runs hooks as ``vdsm``): asks the resident
+  helper (``quantum-vnic-helper``, on ``[helper] socket``), and falls back to
+  :class:`SudoHost` when it does not answer;
+- :class:`SudoHost`: ``sudo -n`` the privileged entry point, which re-validates everything;
+- :class:`DryRunHost` for ``simulate --dry-run`` (a hook's ``--dry-run`` argument):
+  records what would run, changes nothing.
+
+Which way is never taken from the environment: VDSM adds every custom property of a VM
+or device to a hook's environment, whatever its name, so a variable here would let a
+property turn a hook into a dry run or make it sudo another program. Dry-run is an
+argument of :func:`connect` (from the hook's argv), the entry point a fixed path, the
+helper's socket comes from the config file.
 """
 
 import logging
@@ -18,8 +27,6 @@ from ..errors import HookError, HostError, InputError
 
 LOG = logging.getLogger("quantum_vnic")
 
-DRY_RUN_ENV = "QUANTUM_VNIC_DRY_RUN"
-PRIVILEGED_ENV = "QUANTUM_VNIC_PRIVILEGED"
 # Where the RPM installs the sudo-allowed entry point.
 DEFAULT_PRIVILEGED_COMMAND = "/usr/libexec/quantum-vnic/quantum-vnic-privileged"
 SUDO_TIMEOUT = 120
@@ -85,6 +92,37 @@ class SudoHost:
             raise HostError("privileged operation %s returned no JSON result" % operation) from None
 
 
+class HelperHost:
+    """Asks the resident helper (:mod:`vnic_drivers.helper`) first; *fallback* (sudo) when
+    its socket is absent, it refuses the caller, or it does not answer in time. Both run
+    :func:`privileged.run` as root, so the result is the same either way."""
+
+    mode = "helper"
+
+    def __init__(self, path, timeout, fallback):
+        self.path = path
+        self.timeout = timeout
+        self.fallback = fallback
+        self.unavailable = None  # why the helper was given up on, for this process
+
+    def call(self, operation, **args):
+        from . import privileged
+
+        privileged.validate(operation, args)  # bad input: the same error on either path
+        if self.unavailable is None:
+            from ..helper import client
+
+            LOG.debug("host (helper): %s %s", operation, _describe(args))
+            try:
+                return client.call(self.path, operation, args, self.timeout + (args.get("wait") or 0))
+            except client.Unavailable as err:
+                self.unavailable = str(err)
+                LOG.warning("quantum-vnic-helper at %s: %s; using sudo instead (is "
+                            "quantum-vnic-helper.socket enabled? see quantum-vnic doctor)",
+                            self.path, err)
+        return self.fallback.call(operation, **args)
+
+
 class DryRunHost:
     """Records the operations a hook would run; returns no result for them."""
 
@@ -109,15 +147,19 @@ def _describe(args):
     return " ".join("%s=%s" % (key, json.dumps(value)) for key, value in sorted(args.items()))
 
 
-def connect(dry_run=None):
-    """The host access for this process: dry-run, in-process (root) or sudo."""
-    if dry_run is None:
-        dry_run = os.environ.get(DRY_RUN_ENV, "") not in ("", "0")
+def connect(dry_run=False, config=None):
+    """The host access for this process: dry-run, in-process (root), helper or sudo."""
     if dry_run:
         return DryRunHost()
     if os.geteuid() == 0:
         return InProcessHost()
-    return SudoHost(os.environ.get(PRIVILEGED_ENV, DEFAULT_PRIVILEGED_COMMAND))
+    sudo = SudoHost(DEFAULT_PRIVILEGED_COMMAND)
+    # --- resident helper (issue 12): its socket and patience come from the config file
+    # (the hook's, i.e. /etc/vdsm/quantum_vnic.conf), never from the environment.
+    if config is not None:
+        return HelperHost(config.get("helper", "socket"), max(config.get("helper", "client_timeout"), 0.5), sudo)
+    # --- end resident helper
+    return sudo
 
 
-__all__ = ["connect", "InProcessHost", "SudoHost", "DryRunHost", "HookError"]
+__all__ = ["connect", "InProcessHost", "HelperHost", "SudoHost", "DryRunHost", "HookError"]

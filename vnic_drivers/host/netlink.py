@@ -16,9 +16,70 @@ IFF_UP = 1  # net/if.h: the administrative up flag in a link's flags
 
 
 def _ipr():
+    if _POOL is not None:
+        return _POOL.lease()
     from pyroute2 import IPRoute
 
     return IPRoute()
+
+
+class _Pool:
+    """Netlink sockets kept open by a resident process (the helper, see :func:`keep_open`).
+
+    An IPRoute is not safe to use from two threads at once, so each operation leases one
+    for its duration; usually one socket serves every request, more only while requests
+    overlap (e.g. one waiting for an agent)."""
+
+    KEEP = 4  # idle sockets kept; beyond that a returned one is closed
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._idle = []
+
+    @contextlib.contextmanager
+    def lease(self):
+        with self._lock:
+            ipr = self._idle.pop() if self._idle else None
+        if ipr is None:
+            from pyroute2 import IPRoute
+
+            ipr = IPRoute()
+        broken = True
+        try:
+            yield ipr
+            broken = False
+        except Exception as err:
+            # A refusal (NetlinkError) leaves the socket usable; an OS error may not.
+            from pyroute2 import NetlinkError
+
+            broken = not isinstance(err, NetlinkError) and not isinstance(err, HostError)
+            raise
+        finally:
+            with self._lock:
+                if not broken and len(self._idle) < self.KEEP:
+                    self._idle.append(ipr)
+                    ipr = None
+            if ipr is not None:
+                ipr.close()
+
+    def close(self):
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for ipr in idle:
+            ipr.close()
+
+
+_POOL = None
+
+
+def keep_open():
+    """From now on reuse netlink sockets between operations (a resident process)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = _Pool()
+    return _POOL
 
 
 def _lookup(ipr, name):

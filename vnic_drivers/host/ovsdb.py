@@ -14,6 +14,13 @@ Here each step is one RFC 7047 ``transact`` request sent with ``ovs.jsonrpc``:
 So what travels on the socket, and the hook's cost, does not depend on the number of
 ports. Every request has a deadline: an unresponsive ovsdb-server is an error, never a
 hang. Imported only in the privileged process (see :mod:`.ovs_plug`).
+
+A one-shot process (the sudo entry point) opens a connection per operation with
+:func:`connect`. The resident helper calls :func:`share` once: from then on
+:func:`connect` hands out one long-lived :class:`SharedOvsdb` per remote, which
+reconnects when the connection broke and retries that request once; a request that
+waits on the server (an agent's VLAN tag) gets a connection of its own, so it never
+holds up the others.
 """
 
 import errno
@@ -29,6 +36,10 @@ DEAD_VLAN = 4095
 RPC_TIMEOUT = 10.0
 # A port replaced under our feet between a read and the write is read again this often.
 WRITE_ATTEMPTS = 3
+
+
+class ConnectionLost(HostError):
+    """The connection to ovsdb-server broke (the request may or may not have run)."""
 
 
 class TransactionError(HostError):
@@ -101,7 +112,7 @@ class Ovsdb:
                 if reply.type == jsonrpc.Message.T_ERROR:
                     raise HostError("OVSDB at %s refused %s: %s" % (self.remote, method, reply.error))
                 return reply.result
-        raise HostError("OVSDB at %s: connection lost (%s)" % (self.remote, _strerror(error)))
+        raise ConnectionLost("OVSDB at %s: connection lost (%s)" % (self.remote, _strerror(error)))
 
 
 def _strerror(code):
@@ -110,8 +121,87 @@ def _strerror(code):
     return "closed by the server" if code == jsonrpc.EOF else os.strerror(code)
 
 
+class SharedOvsdb:
+    """A long-lived connection for a resident process: used by many threads, one request
+    at a time; reopened (and the request retried once) when it broke. Closing it is a
+    no-op, so code written for :func:`connect`'s ``with`` works unchanged."""
+
+    def __init__(self, remote, timeout):
+        import threading
+
+        self.remote = remote
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._db = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._db is None:  # fail now when OVSDB is down, as connect() does
+                self._db = _open(self.remote, self.timeout)
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+    def close(self):
+        with self._lock:
+            self._drop()
+
+    def _drop(self):
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def transact(self, *operations, extra_seconds=0.0):
+        if extra_seconds > 0:
+            # A server-side wait: on its own connection, so the shared one stays free.
+            with _open(self.remote, self.timeout) as db:
+                return db.transact(*operations, extra_seconds=extra_seconds)
+        with self._lock:
+            for attempt in (1, 2):
+                if self._db is None:
+                    self._db = _open(self.remote, self.timeout)
+                try:
+                    return self._db.transact(*operations)
+                except ConnectionLost:
+                    self._drop()
+                    if attempt == 2:
+                        raise
+        raise AssertionError("not reached")
+
+
+# remote -> SharedOvsdb, once share() was called (the resident helper); else None.
+_SHARED = None
+
+
+def share():
+    """From now on, :func:`connect` returns one :class:`SharedOvsdb` per remote."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = {}
+
+
+def close_shared():
+    """Close the shared connections (the helper on exit, or its config changed)."""
+    for db in list((_SHARED or {}).values()):
+        db.close()
+    if _SHARED is not None:
+        _SHARED.clear()
+
+
 def connect(remote, timeout=RPC_TIMEOUT):
-    """An open :class:`Ovsdb` on *remote* (``unix:PATH`` or ``tcp:HOST:PORT``), or HostError."""
+    """An open connection to *remote* (``unix:PATH`` or ``tcp:HOST:PORT``), or HostError.
+
+    Use it with ``with``. After :func:`share`, the one shared connection for *remote*.
+    """
+    if _SHARED is not None:
+        # setdefault is atomic under the GIL: two threads end up with the same one.
+        return _SHARED.setdefault(remote, SharedOvsdb(remote, timeout)).__enter__()
+    return _open(remote, timeout)
+
+
+def _open(remote, timeout):
+    """A new :class:`Ovsdb` on *remote*, or HostError."""
     from ovs import jsonrpc, stream
 
     if remote.startswith("ssl:"):

@@ -9,8 +9,8 @@ trusts nothing. An operation's implementation lives in :mod:`.netlink` (pyroute2
 
 What the caller must not choose at all (the OVSDB remote, the integration bridge) is not
 an argument: it comes from this side's own config (:func:`configuration`). Through sudo
-that is the root-owned ``/etc/vdsm/quantum_vnic.conf`` (``env_reset`` drops
-``$QUANTUM_VNIC_CONF``); in-process (root) the same file the hook read.
+that is the root-owned ``/etc/vdsm/quantum_vnic.conf``; in-process (root) the same file
+the hook read (:func:`vnic_drivers.config.select`).
 
 Protocol of the entry point: ``quantum-vnic-privileged OPERATION`` with a JSON object of
 arguments on stdin; the JSON result on stdout, exit 0; or one line on stderr and exit 1
@@ -223,9 +223,9 @@ register(
 # point runs one operation; a root hook process a few). A failure is not kept.
 @functools.lru_cache(maxsize=None)
 def configuration():
-    """The config this side reads itself: ``$QUANTUM_VNIC_CONF`` or /etc/vdsm/quantum_vnic.conf.
+    """The config this side reads itself: /etc/vdsm/quantum_vnic.conf, or in-process the
+    file the process selected (never one named by the environment or the caller's argv).
 
-    Through sudo the variable never arrives (``env_reset``), so that is root's own file.
     A file that does not load is a host problem, not the caller's input: HostError.
     """
     from .. import config

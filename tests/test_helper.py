@@ -1,0 +1,642 @@
+"""The resident helper, for real: root daemon, socket activation, clients as ``vdsm``.
+
+The helper (``vnic_drivers/helper/server.py``) runs as root inside the test's network
+namespace (a :class:`vnic_drivers.sandbox.Sandbox` with a private OVS, ``;vdsmdummy;``
+and an agent-style ``brq`` bridge), started by ``systemd-socket-activate`` as systemd
+starts it from ``quantum-vnic-helper.socket``; the test then gives the socket the mode
+and group the unit's ``SocketMode``/``SocketGroup`` give it (0660, vdsm's group). It runs
+in an :mod:`tests.as_vdsm` mount namespace, so it reads the test's config at
+``/etc/vdsm/quantum_vnic.conf`` and knows the user ``vdsm``. Clients are processes of
+``vdsm`` (``tests/as_vdsm.py``) reaching it through the socket, or root through sudo's
+fallback: the packaged sudoers drop-in.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from tests import as_vdsm
+from tests.vdsm import REPO
+from vnic_drivers import naming
+from vnic_drivers.helper import client, protocol
+from vnic_drivers.host import privileged
+
+PORT = "5e1f0c2a-9b3d-4e7f-8a6b-1c2d3e4f5a6b"
+NETWORK = "7c9d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
+MAC = "00:1a:4a:16:01:51"
+VM = "d1b3a52e-6f6b-4c1d-9a3e-3c1f00d0c0de"
+HELPER_MAIN = ("import sys; sys.path.insert(0, %r); from vnic_drivers.helper.server import main; "
+               "sys.exit(main())" % REPO)
+
+
+def _skip_reason():
+    from vnic_drivers import sandbox
+
+    return (as_vdsm.required_tools() or sandbox.missing_requirements()
+            or (None if shutil.which("systemd-socket-activate") else
+                "needs systemd-socket-activate (apt-get install systemd)"))
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+
+
+def write_config(path, helper_socket, ovsdb, **helper):
+    helper.setdefault("allowed_users", "vdsm")
+    helper.setdefault("idle_timeout", "0")
+    helper.setdefault("client_timeout", "10")
+    text = "[openvswitch]\novsdb = %s\n[helper]\nsocket = %s\n" % (ovsdb, helper_socket)
+    text += "".join("%s = %s\n" % item for item in helper.items())
+    # In place, never replaced: the helper sees this file through a bind mount.
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+class Helper:
+    """quantum-vnic-helper under systemd-socket-activate, as root in *netns*."""
+
+    def __init__(self, workdir, netns, config, name="helper"):
+        self.workdir, self.netns, self.config = workdir, netns, config
+        self.socket = os.path.join(workdir, "run", name + ".sock")
+        self.log_path = os.path.join(workdir, name + ".log")
+        self.process = None
+
+    def start(self):
+        os.makedirs(os.path.dirname(self.socket), mode=0o755, exist_ok=True)
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            self.process = subprocess.Popen(
+                as_vdsm.command(self.workdir, ["systemd-socket-activate", "-l", self.socket,
+                                               sys.executable, "-I", "-c", HELPER_MAIN],
+                                netns=self.netns, as_root=True, config=self.config),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while not self._listening():  # the file appears at bind(), before listen()
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("helper did not start: %s" % self.log()[-2000:])
+            time.sleep(0.02)
+        # What quantum-vnic-helper.socket's SocketMode=0660 and SocketGroup= give it.
+        os.chown(self.socket, 0, as_vdsm.vdsm_uid())
+        os.chmod(self.socket, 0o660)
+        return self
+
+    def _listening(self):
+        if not os.path.exists(self.socket):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(self.socket)  # starts the helper, as a first client would
+            except OSError:
+                return False
+        return True
+
+    def ping(self, timeout=20):
+        return client.call(self.socket, "ping", {}, timeout)
+
+    def pid(self):
+        """The helper's own pid (started on the first connection)."""
+        return self.ping()["pid"]
+
+    def log(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as stream:
+            return stream.read()
+
+    def reload(self):
+        """SIGHUP, then wait until the helper logged its new config."""
+        before = self.log().count("ready: config")
+        os.kill(self.pid(), signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while self.log().count("ready: config") == before:
+            assert time.monotonic() < deadline, self.log()[-2000:]
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def host():
+    """(sandbox, workdir, config path, running Helper) shared by the module's tests."""
+    from vnic_drivers import sandbox
+
+    with as_vdsm.workdir() as workdir, sandbox.Sandbox("qvnic-helper") as box:
+        box.start_ovs()
+        box.add_bridge(naming.VDSM_DUMMY_BRIDGE)
+        box.add_bridge(naming.linux_bridge_name(NETWORK))
+        config = os.path.join(workdir, "shared", "quantum_vnic.conf")
+        helper = Helper(workdir, box.name, config)
+        write_config(config, helper.socket, box.ovs.remote)
+        helper.start()
+        try:
+            helper.ping()
+            yield box, workdir, config, helper
+        finally:
+            helper.stop()
+
+
+def as_vdsm_script(host, script, timeout=120, check=True):
+    """Run Python *script* as vdsm in the sandbox; its JSON output."""
+    box, workdir, config, _ = host
+    path = os.path.join(workdir, "shared", "script-%s.py" % uuid.uuid4().hex[:8])
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(textwrap.dedent(script))
+    os.chmod(path, 0o644)
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("QUANTUM_VNIC_CONF", None)
+    done = as_vdsm.run_as_vdsm(workdir, [sys.executable, path], env=env, netns=box.name,
+                               config=config, timeout=timeout)
+    if done.returncode == as_vdsm.CANNOT:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+# --- every operation, through the helper and through sudo ---------------------------
+
+# A value for each parameter name an operation may take; an operation is run with the
+# ones it declares (so a changed signature needs no test change, a new parameter a value).
+VALUES = {"port_id": PORT, "network_id": NETWORK, "mac": MAC, "vm_id": VM, "mtu": 1450,
+          "wait": 0, "tap": naming.tap_name(PORT), "name": naming.tap_name(PORT),
+          "bridge": naming.linux_bridge_name(NETWORK)}
+# One life of a port that touches every operation; (operation, overrides).
+SEQUENCE = [
+    ("link_state", {}),
+    ("ovs_host_identity", {}),
+    ("ovs_hybrid_plug", {}),
+    ("ovs_port_status", {"hybrid": True}),
+    ("ovs_unplug", {}),
+    ("ovs_attach_tap", {}),
+    ("ovs_port_status", {"hybrid": False}),
+    ("ovs_unplug", {}),
+    ("link_state", {}),
+    ("linux_bridge_plug", {}),
+    ("link_state", {}),
+    ("linux_bridge_unplug", {}),
+    ("link_state", {}),
+]
+
+
+def sequence_calls():
+    calls = []
+    for operation, overrides in SEQUENCE:
+        params = privileged.OPERATIONS[operation].params
+        missing = set(params) - set(VALUES) - set(overrides)
+        assert not missing, "tests/test_helper.py: give VALUES for %s" % sorted(missing)
+        calls.append((operation, dict({p: VALUES[p] for p in params if p in VALUES}, **overrides)))
+    return calls
+
+
+def run_sequence(host, mode):
+    """SEQUENCE as vdsm through *mode* (``helper``: HelperHost that may not fall back;
+    ``sudo``: SudoHost); the results, with what ovs-vswitchd sets at its own pace removed."""
+    box, _, _, helper = host
+    box.add_tap(naming.tap_name(PORT), mtu=1500, mac=MAC)  # what libvirt made
+    results = as_vdsm_script(host, """
+        import json
+        from vnic_drivers.host import HelperHost, SudoHost, DEFAULT_PRIVILEGED_COMMAND
+
+        class NoFallback:
+            def call(self, operation, **args):
+                raise AssertionError("the helper did not answer %%s" %% operation)
+
+        sudo = SudoHost(DEFAULT_PRIVILEGED_COMMAND)
+        host = HelperHost(%r, 10, NoFallback()) if %r == "helper" else sudo
+        results = []
+        for operation, args in %r:
+            results.append(host.call(operation, **args))
+        print(json.dumps(results))
+    """ % (helper.socket, mode, sequence_calls()))
+    for result in results:
+        if isinstance(result, dict):
+            result.pop("ofport", None)
+    return results
+
+
+def test_every_operation_gives_the_same_result_through_the_helper_and_sudo(host):
+    assert {operation for operation, _ in SEQUENCE} == set(privileged.OPERATIONS)
+    through_helper = run_sequence(host, "helper")
+    through_sudo = run_sequence(host, "sudo")
+    assert through_helper == through_sudo
+    box, _, _, helper = host
+    assert naming.tap_name(PORT) not in box.links()  # the sequence ends clean
+    assert "uid %d: ovs_hybrid_plug" % as_vdsm.vdsm_uid() in helper.log()
+    created = through_helper[2]["created"]
+    assert naming.hybrid_names(PORT)[0] in created, through_helper[2]
+
+
+def test_refused_input_is_the_same_error_through_the_helper(host):
+    _, _, _, helper = host
+    for args in ({"name": "lo; reboot"}, {"name": "x" * 16}, {"name": "lo", "extra": 1}, {}):
+        with pytest.raises(Exception) as through_helper:
+            client.call(helper.socket, "link_state", args, 10)
+        with pytest.raises(Exception) as in_process:
+            privileged.validate("link_state", args)
+        assert type(through_helper.value) is type(in_process.value)
+        assert str(through_helper.value) == str(in_process.value)
+    from vnic_drivers.errors import InputError
+
+    with pytest.raises(InputError, match="unknown privileged operation 'reboot'"):
+        client.call(helper.socket, "reboot", {}, 10)
+
+
+# --- the hooks as VDSM runs them --------------------------------------------------------
+
+def run_hooks(host, hook_point, vnics):
+    """*hook_point* for each demo vNIC as vdsm, as VDSM runs it; [(exit code, stderr)]."""
+    box, workdir, _, _ = host
+    shared = os.path.join(workdir, "shared")
+    calls = []
+    for vnic in vnics:
+        path = os.path.join(shared, "domxml-" + vnic.tap)
+        with open(path, "wb") as stream:
+            stream.write(vnic.xml)
+        os.chown(path, as_vdsm.vdsm_uid(), as_vdsm.vdsm_uid())
+        calls.append((os.path.join(REPO, "hooks", hook_point), path, vnic.properties))
+    from vnic_drivers import demo
+
+    results = as_vdsm_script(host, """
+        import json, subprocess, sys
+        from vnic_drivers.simulate import hook_environment
+        results = []
+        for hook, path, properties in %r:
+            env = hook_environment(path, properties, {}, %r)
+            env.pop("QUANTUM_VNIC_CONF", None)
+            done = subprocess.run([sys.executable, hook], env=env, capture_output=True, text=True)
+            results.append((done.returncode, done.stderr))
+        print(json.dumps(results))
+    """ % (calls, demo.VM_ID))
+    for vnic, (_, path, _) in zip(vnics, calls):
+        with open(path, "rb") as stream:
+            vnic.xml = stream.read()
+    return results
+
+
+def vm_lifecycle(host):
+    """Start and destroy one VM with a Linux Bridge and a hybrid OVS vNIC; what each hook
+    said, and the host after the start."""
+    from vnic_drivers import demo
+
+    box = host[0]
+    vnics = demo.demo_vnics()
+    for vnic in vnics:
+        if vnic.plugin == "OPEN_VSWITCH":
+            vnic.properties["security_groups"] = "default"  # hybrid: devices before libvirt
+    said = run_hooks(host, "before_device_create", vnics)
+    for vnic in vnics:
+        demo.libvirt_create(box, vnic)
+    said += run_hooks(host, "after_device_create", vnics)
+    links = box.links()
+    ports = box.ovs.vsctl("list-ports", "br-int").split()
+    for vnic in vnics:
+        box.delete_link(vnic.tap)  # QEMU exits: libvirt's tap goes
+    said += run_hooks(host, "after_device_destroy", vnics)
+    return vnics, said, links, ports
+
+
+def test_hooks_as_vdsm_through_the_helper_and_through_sudo(host):
+    box, _, config, helper = host
+    vnics, said, links, ports = vm_lifecycle(host)
+    lb, ovs = vnics
+    assert all(code == 0 for code, _ in said), said
+    assert not any("using sudo" in stderr for _, stderr in said), said
+    assert links[lb.tap]["master"] == naming.linux_bridge_name(NETWORK)
+    assert naming.hybrid_names(ovs.port)[2] in ports
+    assert "uid %d: linux_bridge_plug" % as_vdsm.vdsm_uid() in helper.log()
+
+    # The helper's socket absent: the same host through sudo, one warning line per hook.
+    write_config(config, helper.socket + ".absent", box.ovs.remote)
+    try:
+        vnics, said_by_sudo, links_by_sudo, ports_by_sudo = vm_lifecycle(host)
+    finally:
+        write_config(config, helper.socket, box.ovs.remote)
+    assert all(code == 0 for code, _ in said_by_sudo), said_by_sudo
+    # Every run but the Linux Bridge XML-only before_device_create touches the host.
+    for index, (_, stderr) in enumerate(said_by_sudo):
+        warnings = [line for line in stderr.splitlines() if "using sudo instead" in line]
+        assert len(warnings) == (0 if index == 0 else 1), stderr
+        assert all("WARNING" in line and ".absent" in line for line in warnings), warnings
+    assert links_by_sudo == links and ports_by_sudo == ports
+    leftovers = [name for name in box.links() if name[3:] in (lb.port[:11], ovs.port[:11])]
+    assert leftovers == []
+
+
+# --- who may ask, and what may be asked ---------------------------------------------------
+
+def test_a_caller_uid_not_allowed_is_refused_and_the_hook_side_falls_back(host):
+    box, _, config, helper = host
+    write_config(config, helper.socket, box.ovs.remote, allowed_users="root")
+    helper.reload()  # SIGHUP
+    try:
+        result = as_vdsm_script(host, """
+            import json, os
+            from vnic_drivers.helper import client
+            from vnic_drivers import config, host, log
+            log.setup("test")
+            try:
+                client.call(%r, "link_state", {"name": "lo"}, 10)
+                refused = None
+            except client.Unavailable as err:
+                refused = str(err)
+            connection = host.connect(config=config.load())
+            print(json.dumps({"uid": os.getuid(), "refused": refused, "mode": connection.mode,
+                              "lo": connection.call("link_state", name="lo"),
+                              "unavailable": connection.unavailable}))
+        """ % helper.socket)
+    finally:
+        write_config(config, helper.socket, box.ovs.remote)
+        helper.reload()
+    assert "uid %d is not allowed" % result["uid"] in result["refused"]
+    assert result["mode"] == "helper" and result["lo"]["exists"] is True  # through sudo
+    assert "not allowed" in result["unavailable"]
+    assert "refused a connection from uid %d" % result["uid"] in helper.log()
+
+
+def raw_exchange(path, payload):
+    """Send *payload* (bytes) as root; the answer line and whether the helper then closed."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(path)
+        try:
+            sock.sendall(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before it read everything: the answer is still there
+        data = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+@pytest.mark.parametrize("payload, needle", [
+    (b'{"op": "link_state", "args": {"name": "' + b"x" * (protocol.MAX_REQUEST + 10) + b'"}}\n',
+     "more than %d bytes" % protocol.MAX_REQUEST),
+    (b"x" * (protocol.MAX_REQUEST * 4), "more than %d bytes" % protocol.MAX_REQUEST),  # no newline
+    (b'{"op": "link_state", "args": {"name": ' + b"[" * 100000 + b"]" * 100000 + b"}}\n", "bytes"),
+    (b'{"op": "link_state", "args": {"name": ' + b"[" * 5000 + b"]" * 5000 + b"}}\n", "nests deeper"),
+    (b'{"op": "link_state", "args": {"name": [[[[["lo"]]]]]}}\n', "nests deeper"),
+    (b"not json\n", "not JSON"),
+    (b'["link_state"]\n', "JSON object"),
+    (b'{"op": "link_state", "args": ["lo"]}\n', "JSON object"),
+    (b"\xff\xfe\n", "UTF-8"),
+])
+def test_oversized_deep_and_malformed_requests_are_refused(host, payload, needle):
+    helper = host[3]
+    answers = raw_exchange(helper.socket, payload)
+    assert len(answers) == 1, answers  # one refusal, then the helper closed the connection
+    assert answers[0]["ok"] is False and answers[0]["kind"] == "refused"
+    assert needle in answers[0]["error"]
+    assert helper.ping()["uid"] == 0  # and it serves the next caller
+
+
+def test_several_requests_on_one_connection(host):
+    helper = host[3]
+    request = protocol.encode({"op": "link_state", "args": {"name": "lo"}})
+    answers = raw_exchange(helper.socket, request * 3)
+    assert [answer["result"]["exists"] for answer in answers] == [True, True, True]
+
+
+# --- failures under the helper ----------------------------------------------------------
+
+def test_helper_killed_mid_request_hook_falls_back_and_host_ends_plugged(host):
+    """The hook's request dies with the helper: the hook runs it through sudo instead and
+    the port ends fully plugged (no half-made port, exit 0, one warning line)."""
+    box, workdir, config, helper = host
+    port = str(uuid.uuid4())
+    tap = naming.tap_name(port)
+    box.add_tap(tap, mtu=1500, mac=MAC)
+    # plug = hook with a wait: the helper adds the port, then waits for an agent that
+    # never comes; it is killed during that wait.
+    text = open(config, encoding="utf-8").read().replace(
+        "[openvswitch]\n", "[openvswitch]\nplug = hook\nwait_timeout = 4\n")
+    with open(config, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    helper.reload()
+    victim = helper.pid()
+    path = os.path.join(workdir, "shared", "domxml-killed")
+    with open(path, "wb") as stream:
+        stream.write(b"<interface type='ethernet'><mac address='%s'/><target dev='%s'/></interface>"
+                     % (MAC.encode(), tap.encode()))
+    os.chown(path, as_vdsm.vdsm_uid(), as_vdsm.vdsm_uid())
+    script = os.path.join(workdir, "shared", "killed.py")
+    with open(script, "w", encoding="utf-8") as stream:
+        stream.write(textwrap.dedent("""
+            import subprocess, sys
+            from vnic_drivers.simulate import hook_environment
+            env = hook_environment(%r, {"provider_type": "OPENSTACK_NETWORK", "vnic_id": %r,
+                                        "plugin_type": "OPEN_VSWITCH"}, {}, %r)
+            env.pop("QUANTUM_VNIC_CONF", None)
+            done = subprocess.run([sys.executable, %r], env=env, capture_output=True, text=True)
+            sys.stdout.write(done.stderr)
+            sys.exit(done.returncode)
+        """ % (path, port, VM, os.path.join(REPO, "hooks", "after_device_create"))))
+    os.chmod(script, 0o644)
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("QUANTUM_VNIC_CONF", None)
+    hook = subprocess.Popen(as_vdsm.command(workdir, [sys.executable, script], netns=box.name,
+                                            config=config),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while tap not in box.ovs.vsctl("list-ports", "br-int").split():  # the helper is waiting
+            assert time.monotonic() < deadline and hook.poll() is None, hook.communicate()
+            time.sleep(0.05)
+        os.kill(victim, signal.SIGKILL)
+        output, _ = hook.communicate(timeout=60)
+    finally:
+        if hook.poll() is None:
+            hook.kill()
+        text = text.replace("plug = hook\nwait_timeout = 4\n", "")
+        with open(config, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        helper.stop()
+        helper.start()
+    assert hook.returncode == 0, output
+    warnings = [line for line in output.splitlines() if "using sudo instead" in line]
+    assert len(warnings) == 1 and "closed the connection without answering" in warnings[0], output
+    assert box.ovs.vsctl("get", "Interface", tap, "external_ids:iface-id").strip().strip('"') == port
+    assert box.ovs.vsctl("list-ports", "br-int").split().count(tap) == 1
+    box.ovs.vsctl("del-port", "br-int", tap)
+    box.delete_link(tap)
+
+
+def test_ovsdb_restarted_under_the_helper(host):
+    box, _, _, helper = host
+    before = client.call(helper.socket, "ovs_host_identity", {}, 20)
+    pid = helper.pid()
+    box.ovs.stop("ovsdb-server")
+    box.ovs.start_ovsdb_server()
+    # The helper's connection is broken now: it reconnects and retries, the caller sees nothing.
+    assert client.call(helper.socket, "ovs_host_identity", {}, 20) == before
+    status = client.call(helper.socket, "ovs_port_status",
+                         {"port_id": PORT, "hybrid": True, "wait": 0}, 20)
+    assert status["exists"] is False
+    assert helper.pid() == pid
+
+
+def test_ovsdb_down_is_a_host_error_not_a_fallback(host):
+    box, _, config, helper = host
+    write_config(config, helper.socket, "unix:/nonexistent/db.sock")
+    helper.reload()
+    try:
+        with pytest.raises(Exception) as failed:
+            client.call(helper.socket, "ovs_host_identity", {}, 20)
+    finally:
+        write_config(config, helper.socket, box.ovs.remote)
+        helper.reload()
+    assert type(failed.value).__name__ == "HostError"
+    assert "unreachable" in str(failed.value)
+
+
+# --- concurrency -------------------------------------------------------------------------
+
+def test_100_concurrent_clients_and_a_wait_blocks_nobody(host):
+    box, _, _, helper = host
+    waiter = str(uuid.uuid4())
+    tap = naming.tap_name(waiter)
+    # A port on the dead VLAN: ovs_port_status with a wait waits for an agent that never comes.
+    box.ovs.vsctl("add-port", "br-int", tap, "tag=4095", "--", "set", "Interface", tap,
+                  "type=internal", "external_ids:iface-id=%s" % waiter)
+    try:
+        result = as_vdsm_script(host, """
+            import json, threading, time
+            from vnic_drivers.helper import client
+            path = %r
+            done, errors = [], []
+            def call(operation, args, timeout=30):
+                try:
+                    client.call(path, operation, args, timeout)
+                    done.append((operation, time.monotonic()))
+                except Exception as err:
+                    errors.append("%%s: %%s: %%s" %% (operation, type(err).__name__, err))
+            threads = [threading.Thread(target=call, args=("ovs_port_status",
+                       {"port_id": %r, "hybrid": False, "wait": 4}))]
+            threads[0].start()
+            time.sleep(0.3)
+            for i in range(100):
+                operation, args = [("link_state", {"name": "lo"}), ("ovs_host_identity", {}),
+                                   ("ovs_port_status", {"port_id": %r, "hybrid": True, "wait": 0})][i %% 3]
+                threads.append(threading.Thread(target=call, args=(operation, args)))
+            for thread in threads[1:]:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            print(json.dumps({"done": done, "errors": errors}))
+        """ % (helper.socket, waiter, PORT))
+    finally:
+        box.ovs.vsctl("del-port", "br-int", tap)
+    assert result["errors"] == []
+    assert len(result["done"]) == 101
+    assert result["done"][-1][0] == "ovs_port_status"  # the waiter finished last
+    waited_until = result["done"][-1][1]
+    assert all(finished < waited_until for _, finished in result["done"][:-1])
+
+
+def test_conflicting_changes_to_one_port_are_serialised(host):
+    box, _, _, helper = host
+    port = str(uuid.uuid4())
+    result = as_vdsm_script(host, """
+        import json, threading
+        from vnic_drivers.helper import client
+        results = []
+        def plug():
+            try:
+                results.append(client.call(%r, "ovs_hybrid_plug",
+                                           {"port_id": %r, "mac": %r, "vm_id": None, "mtu": None}, 30))
+            except Exception as err:
+                results.append("%%s: %%s" %% (type(err).__name__, err))
+        threads = [threading.Thread(target=plug) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        print(json.dumps(results))
+    """ % (helper.socket, port, MAC))
+    assert all(isinstance(r, dict) for r in result), result
+    # One of them made the devices; the others found them made.
+    assert [bool(r["created"]) for r in result].count(True) == 1, result
+    assert box.ovs.vsctl("list-ports", "br-int").split().count(naming.hybrid_names(port)[2]) == 1
+    client.call(helper.socket, "ovs_unplug", {"port_id": port}, 30)
+    assert not any(name[3:] == port[:11] for name in box.links())
+
+
+# --- lifetime -----------------------------------------------------------------------------
+
+def test_exits_when_idle(host):
+    box, workdir, _, _ = host
+    config = os.path.join(workdir, "shared", "idle.conf")
+    idle = Helper(workdir, box.name, config, name="idle")
+    write_config(config, idle.socket, box.ovs.remote, idle_timeout="1")
+    idle.start()
+    try:
+        assert idle.ping()["uid"] == 0
+        deadline = time.monotonic() + 20
+        while "idle for 1s: exiting" not in idle.log():
+            assert time.monotonic() < deadline, idle.log()
+            time.sleep(0.1)
+        with pytest.raises(client.Unavailable):  # systemd would start it again; this stand-in does not
+            client.call(idle.socket, "ping", {}, 2)
+    finally:
+        idle.stop()
+
+
+def test_doctor_checks_the_helper(host):
+    box, workdir, config, helper = host
+    done = as_vdsm.run_as_vdsm(workdir, [sys.executable, "-c", textwrap.dedent("""
+        import argparse, json, sys
+        sys.path.insert(0, %r)
+        from vnic_drivers import doctor
+        parser = argparse.ArgumentParser()
+        doctor.add_arguments(parser)
+        ctx = doctor.Context(parser.parse_args(["--config", %r]))
+        result = doctor.check_helper(ctx)
+        print(json.dumps(result.as_dict("helper")))
+    """ % (REPO, config))], netns=box.name, as_root=True, config=config)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "ok", result
+    assert "vdsm" in result["message"]
+
+
+def test_sighup_with_a_bad_config_keeps_the_running_one(host):
+    box, _, config, helper = host
+    with open(config, encoding="utf-8") as stream:
+        good = stream.read()
+    with open(config, "w", encoding="utf-8") as stream:
+        stream.write(good + "[helper]\nno_such_option = 1\n")
+    try:
+        before = helper.log().count("reload refused")
+        os.kill(helper.pid(), signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while helper.log().count("reload refused") == before:
+            assert time.monotonic() < deadline, helper.log()[-2000:]
+            time.sleep(0.05)
+        # Operations still take the OVSDB remote from the config that was running.
+        assert client.call(helper.socket, "ovs_port_status",
+                           {"port_id": PORT, "hybrid": True, "wait": 0}, 20)["exists"] is False
+    finally:
+        with open(config, "w", encoding="utf-8") as stream:
+            stream.write(good)
+        helper.reload()

@@ -1,0 +1,130 @@
+"""Where an ``after_*`` hook point finds the vNIC's MAC: a record, else libvirt.
+
+VDSM hands ``after_device_create`` and ``after_device_destroy`` an empty file (the
+device was built from the engine's domain XML, so VDSM has no XML of its own for it),
+and the ``after_*`` points must work without the file anyway. The one value a later step
+needs that only the XML had is the MAC: OVS plug mode ``hook`` writes it as the port's
+``attached-mac``, which the OVS agent requires.
+
+- Every ``before_*`` point that reads the XML (``before_device_create``,
+  ``before_nic_hotplug``, ``before_device_migrate_destination``, ``before_update_device``)
+  records ``{"mac", "vm_id"}`` in ``[hook] state_dir``/``PORT_ID.json`` (default
+  ``/run/vdsm/quantum-vnic``: written by vdsm, gone at reboot with the VMs). Unplug
+  removes it. A record that cannot be written is a warning, not a failure: the fallback
+  still works.
+- Without a record (a VM started before the package was installed, a wiped ``/run``) the
+  MAC is asked of libvirt: a read-only connection to ``[hook] libvirt_uri`` (default
+  ``qemu:///system``), the domain by ``vmId``, the interface by its target device. libvirt
+  is imported only on that path.
+
+The record comes first because it costs a file read, where libvirt costs an import, a
+connection and the whole domain XML; libvirt is the source that is always there.
+"""
+
+import json
+import os
+
+from . import naming
+from .errors import HostError, InputError
+
+
+def _path(config, port_id):
+    # port_id is a validated UUID: the name cannot leave the directory.
+    return os.path.join(config.get("hook", "state_dir"), port_id + ".json")
+
+
+def save(config, vnic, logger):
+    """Record *vnic*'s MAC (and VM) for the ``after_*`` points; a warning when impossible."""
+    import tempfile
+
+    if vnic.mac is None:
+        return
+    path = _path(config, vnic.port_id)
+    directory = os.path.dirname(path)
+    data = json.dumps({"mac": vnic.mac, "vm_id": vnic.vm_id}).encode("utf-8")
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        fd, temp_path = tempfile.mkstemp(prefix=".record-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as stream:
+                stream.write(data)
+            os.chmod(temp_path, 0o644)
+            os.replace(temp_path, path)
+        except BaseException:
+            os.unlink(temp_path)
+            raise
+    except OSError as err:
+        logger.warning("cannot record the MAC of port %s in %s (%s): after_* hook points will "
+                       "ask libvirt instead; make [hook] state_dir writable by vdsm",
+                       vnic.port_id, directory, err.strerror)
+
+
+def remove(config, vnic, logger):
+    """Forget *vnic*'s record; nothing to do when there is none."""
+    path = _path(config, vnic.port_id)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        logger.warning("cannot remove %s: %s", path, err.strerror)
+
+
+def recorded_mac(config, vnic):
+    """The MAC a ``before_*`` point recorded for *vnic*'s port in this VM, or None."""
+    try:
+        with open(_path(config, vnic.port_id), "rb") as stream:
+            record = json.loads(stream.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None  # none, or unreadable: libvirt decides
+    if not isinstance(record, dict) or record.get("vm_id") != vnic.vm_id:
+        return None  # another VM's (a port moved between VMs): not trusted
+    mac = record.get("mac")
+    try:
+        return naming.mac(mac, "recorded MAC") if isinstance(mac, str) else None
+    except InputError:
+        return None
+
+
+def mac_for(config, vnic):
+    """*vnic*'s MAC: the record, else libvirt's live domain; a one-line error when neither."""
+    return recorded_mac(config, vnic) or live_mac(config.get("hook", "libvirt_uri"), vnic)
+
+
+def live_mac(uri, vnic):
+    """The MAC of the interface with target *vnic.tap* in the running domain *vnic.vm_id*."""
+    what = "no record of port %s's MAC in [hook] state_dir, and libvirt" % vnic.port_id
+    if vnic.vm_id is None:
+        raise InputError("%s cannot be asked: vmId is not set (VDSM always sets it)" % what)
+    try:
+        import libvirt
+    except ImportError:
+        raise HostError("%s cannot be asked: the libvirt Python module is missing "
+                        "(dnf install python3-libvirt)" % what) from None
+    # libvirt prints every error on stderr by default; ours are reported in one line.
+    libvirt.registerErrorHandler(lambda _context, _error: None, None)
+    try:
+        conn = libvirt.openReadOnly(uri)
+        try:
+            domain_xml = conn.lookupByUUIDString(vnic.vm_id).XMLDesc(0)
+        finally:
+            conn.close()
+    except libvirt.libvirtError as err:
+        raise HostError("%s at %s has no answer: %s" % (what, uri, err.get_error_message())) from None
+    mac = _interface_mac(domain_xml, vnic.tap)
+    if mac is None:
+        raise HostError("%s at %s has no interface with target dev %s in VM %s; was the "
+                        "device created?" % (what, uri, vnic.tap, vnic.vm_id))
+    return mac
+
+
+def _interface_mac(domain_xml, tap):
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    root = etree.fromstring(domain_xml.encode("utf-8"), parser)
+    for iface in root.iterfind("devices/interface"):
+        target, mac = iface.find("target"), iface.find("mac")
+        if target is not None and target.get("dev") == tap and mac is not None:
+            return mac.get("address")
+    return None
