@@ -294,8 +294,9 @@ def test_sigkill_at_random_points_of_hybrid_plug_and_unplug(host):
         sum(seen.values()), WORKERS, plug_time, unplug_time, json.dumps(
             {" / ".join(key): count for key, count in sorted(seen.items())})))
     assert sum(seen.values()) == ITERATIONS >= 200 or "SIGKILL_ITERATIONS" in os.environ
-    # The kills did land inside the host work, not only before or after it.
-    assert any(key[2] == "half" for key in seen), seen
+    # The kills did land inside the host work, not only before or after it (a short
+    # loop, SIGKILL_ITERATIONS, may miss it).
+    assert any(key[2] == "half" for key in seen) or ITERATIONS < 200, seen
 
 
 # --- ovsdb-server stopped, restarted, hung ----------------------------------------------
