@@ -255,9 +255,13 @@ def run(fillers=0, vms=VMS, single=2):
             fill_bridge(box.ovs.remote, fillers)
         config = os.path.join(workdir, "shared", "quantum_vnic.conf")
         with open(config, "w", encoding="utf-8") as stream:
-            # No resident helper listens there: every hook takes the sudo path.
-            stream.write("[openvswitch]\novsdb = %s\n[helper]\nsocket = %s\n"
-                         % (box.ovs.remote, os.path.join(workdir, "no-helper.sock")))
+            # No resident helper listens there: every hook takes the sudo path. The
+            # hooks (vdsm) keep their MAC records in a directory of the run's own.
+            state = os.path.join(workdir, "shared", "state")
+            os.mkdir(state)
+            os.chmod(state, 0o1777)
+            stream.write("[openvswitch]\novsdb = %s\n[helper]\nsocket = %s\n[hook]\nstate_dir = %s\n"
+                         % (box.ovs.remote, os.path.join(workdir, "no-helper.sock"), state))
         os.chmod(config, 0o644)
         load = Load(box, workdir, config)
 

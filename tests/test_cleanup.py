@@ -231,7 +231,7 @@ def test_doctor_reports_leftovers_and_suggests_cleanup(ovs):
     names = hybrid_plug(ovs, gone)
     config = os.path.join(ovs.tmp, "doctor.conf")
     with open(config, "w", encoding="utf-8") as stream:
-        stream.write("[openvswitch]\novsdb = %s\n[cleanup]\nlibvirt_uri = %s\n"
+        stream.write("[openvswitch]\novsdb = %s\n[hook]\nlibvirt_uri = %s\n"
                      % (ovs.remote, libvirt_uri(ovs)))
     env = dict(os.environ, PYTHONPATH=REPO)
     env.pop("QUANTUM_VNIC_CONF", None)

@@ -56,9 +56,13 @@ class Host:
         self.ovs = ovs
         self.directory = directory
         self.ns = NetNS(netns)
-        # No resident helper listens there: hooks as vdsm take the sudo path.
-        self.config = "[openvswitch]\novsdb = %s\n[helper]\nsocket = %s\n" % (
-            ovs.remote, os.path.join(directory, "no-helper.sock"))
+        # No resident helper listens there: hooks as vdsm take the sudo path; their MAC
+        # records go to a directory of the test's own.
+        state = os.path.join(directory, "state")
+        os.mkdir(state)
+        os.chmod(state, 0o1777)
+        self.config = "[openvswitch]\novsdb = %s\n[helper]\nsocket = %s\n[hook]\nstate_dir = %s\n" % (
+            ovs.remote, os.path.join(directory, "no-helper.sock"), state)
         self.config_path = os.path.join(directory, "quantum_vnic.conf")
         with open(self.config_path, "w", encoding="utf-8") as stream:
             stream.write(self.config)

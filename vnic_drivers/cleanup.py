@@ -4,7 +4,7 @@ After a crash (a hook killed half-way, QEMU gone without libvirt's teardown, VDS
 restarted mid-destroy) a host can keep ``qbr``/``qvb``/``qvo`` devices, ``tap``
 devices and OVS ports with an ``iface-id`` on the integration bridge. This command:
 
-1. asks libvirt (read-only, ``[cleanup] libvirt_uri`` or ``--libvirt-uri``) which
+1. asks libvirt (read-only, ``[hook] libvirt_uri`` or ``--libvirt-uri``) which
    devices every running domain's interfaces use: target devices, source bridges and
    ``virtualport`` interface ids. libvirt is the only source of "in use": when it
    cannot be asked, nothing is touched (exit 3);
@@ -42,7 +42,7 @@ def add_arguments(parser):
                         help="config file instead of /etc/vdsm/quantum_vnic.conf")
     parser.add_argument("--libvirt-uri", metavar="URI",
                         help="libvirt to ask which devices running VMs use "
-                             "(default: [cleanup] libvirt_uri, qemu:///system)")
+                             "(default: [hook] libvirt_uri, qemu:///system)")
 
 
 # --- what is in use: libvirt, and nothing else --------------------------------------
@@ -171,9 +171,9 @@ def run(args):
         config_module.select(args.config)
     try:
         config = config_module.load(args.config)
-        uri = args.libvirt_uri or config.get("cleanup", "libvirt_uri")
+        uri = args.libvirt_uri or config.get("hook", "libvirt_uri")
         if args.libvirt_uri:
-            config_module.SCHEMA["cleanup"]["libvirt_uri"][0](uri, "--libvirt-uri")
+            config_module.SCHEMA["hook"]["libvirt_uri"][0](uri, "--libvirt-uri")
     except InputError as err:
         return fail(EXIT_USAGE, err)
     try:

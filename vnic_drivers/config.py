@@ -138,13 +138,6 @@ def _user_list(value, what):
     return users
 
 
-def _libvirt_uri(value, what):
-    value = value.strip()
-    if not re.fullmatch(r"[a-z][a-z0-9+]*://[^\s]*", value):
-        raise InputError("%s=%r: expected a libvirt URI such as qemu:///system" % (what, value))
-    return value
-
-
 # section -> option -> (parser, default as it would be written in the file)
 SCHEMA = {
     "hook": {
@@ -200,10 +193,6 @@ SCHEMA = {
         "allowed_users": (_user_list, "vdsm"),
         "idle_timeout": (_seconds, "60"),
         "client_timeout": (_seconds, "5"),
-    },
-    "cleanup": {
-        # Where quantum-vnic cleanup (and doctor) ask which vNICs running VMs use.
-        "libvirt_uri": (_libvirt_uri, "qemu:///system"),
     },
 }
 

@@ -278,7 +278,7 @@ def check_leftovers(ctx):
         return Result(SKIP, "run doctor as root to look for devices no VM uses")
     if ctx.config_error:
         return Result(SKIP, "the config is invalid (see above): not guessing which libvirt or OVSDB to ask")
-    uri = ctx.config.get("cleanup", "libvirt_uri")
+    uri = ctx.config.get("hook", "libvirt_uri")
     try:
         used = cleanup.in_use(uri)
         # OVSDB only when the ovsdb check reached it: never a socket doctor was not meant to ask.

@@ -89,10 +89,10 @@ class Ovsdb:
         error = self.rpc.send(request)
         while not error:
             error, reply = self.rpc.recv()
-            if not error and reply is None:
-                # Seen when the server is killed mid-request (tests/test_faults.py): the
-                # bindings report no error and no message; the connection is gone.
-                error = self.rpc.get_status() or errno.ECONNRESET
+            if error not in (0, errno.EAGAIN) or (not error and reply is None):
+                # The connection broke (e.g. ECONNRESET: the server was killed while this
+                # waited, tests/test_faults.py): there is no reply to look at.
+                error = error or self.rpc.get_status() or errno.ECONNRESET
                 break
             if error == errno.EAGAIN:
                 remaining = deadline - time.monotonic()
