@@ -44,3 +44,9 @@ def netns():
         yield name
     finally:
         pyroute2_netns.remove(name)
+
+
+def pytest_configure(config):
+    # Selectable on their own (pytest -m faults / -m load); CI runs them with the rest.
+    config.addinivalue_line("markers", "faults: fault injection on real kernel objects and OVS (tests/test_faults.py)")
+    config.addinivalue_line("markers", "load: many hooks at once through the real sudo path (tests/test_load.py)")

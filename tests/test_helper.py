@@ -191,6 +191,8 @@ SEQUENCE = [
     ("link_state", {}),
     ("linux_bridge_unplug", {}),
     ("link_state", {}),
+    ("cleanup_inventory", {}),
+    ("cleanup_remove", {"qvo_port": None, "tap_port": None}),
 ]
 
 

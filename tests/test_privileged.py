@@ -149,11 +149,13 @@ CONFIGURED = [name for name, op in sorted(privileged.OPERATIONS.items()) if op.c
 
 
 def test_ovs_operations_take_remote_and_bridge_from_config_only():
-    assert CONFIGURED == ["linux_bridge_plug", "ovs_attach_tap", "ovs_host_identity",
-                          "ovs_hybrid_plug", "ovs_port_status", "ovs_unplug"]
+    assert CONFIGURED == ["cleanup_inventory", "cleanup_remove", "linux_bridge_plug", "ovs_attach_tap",
+                          "ovs_host_identity", "ovs_hybrid_plug", "ovs_port_status", "ovs_unplug"]
     assert privileged.OPERATIONS["linux_bridge_plug"].configured \
         == {"dummy_bridge": ("linux_bridge", "dummy_bridge")}
-    for name in CONFIGURED[1:]:
+    for name in CONFIGURED:
+        if name == "linux_bridge_plug":
+            continue
         operation = privileged.OPERATIONS[name]
         assert not {"ovsdb_remote", "bridge"} & set(operation.params), name
         assert operation.configured["ovsdb_remote"] == ("openvswitch", "ovsdb")

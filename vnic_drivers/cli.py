@@ -14,6 +14,7 @@ COMMANDS = {
     "doctor": ("vnic_drivers.doctor", "check this host's install, agents, OVS and bridges"),
     "demo": ("vnic_drivers.demo", "run the real hooks for a VM on a throwaway host (root)"),
     "agent-patch": ("vnic_drivers.agent_patch", "check, apply or revert the Linux Bridge agent's tap fix"),
+    "cleanup": ("vnic_drivers.cleanup", "remove devices and OVS ports of vNICs no running VM uses"),
 }
 
 

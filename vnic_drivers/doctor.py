@@ -362,6 +362,35 @@ def check_quantum_ports(ctx):
     return Result(OK, line)
 
 
+def check_leftovers(ctx):
+    """Devices and OVS ports of vNICs no running VM uses (what ``quantum-vnic cleanup`` removes)."""
+    from . import cleanup
+    from .errors import HookError
+    from .host import leftovers
+
+    if os.geteuid() != 0:
+        return Result(SKIP, "run doctor as root to look for devices no VM uses")
+    if ctx.config_error:
+        return Result(SKIP, "the config is invalid (see above): not guessing which libvirt or OVSDB to ask")
+    uri = ctx.config.get("hook", "libvirt_uri")
+    try:
+        used = cleanup.in_use(uri)
+        # OVSDB only when the ovsdb check reached it: never a socket doctor was not meant to ask.
+        remote = ctx.config.get("openvswitch", "ovsdb") if "bridges" in ctx.facts else None
+        found = cleanup.leftovers(leftovers.inventory(
+            remote, ctx.config.get("openvswitch", "integration_bridge")), used)
+    except cleanup.Refused as err:
+        return Result(SKIP, "cannot look for leftovers: %s" % err)
+    except HookError as err:
+        return Result(WARN, "cannot list devices: %s" % err)
+    if found:
+        return Result(WARN, "%d vNIC(s) left devices or OVS ports that no running VM uses: %s" % (
+            len(found), "; ".join(cleanup.describe(vnic) for vnic in found)),
+            "quantum-vnic cleanup --dry-run shows what it would remove; quantum-vnic cleanup removes it")
+    return Result(OK, "no device or OVS port of quantum-vnic outlived its VM (%d running VM(s))"
+                  % used["domains"])
+
+
 CHECKS = [
     ("config", check_config),
     ("binding host id", check_binding_host),
@@ -377,6 +406,7 @@ CHECKS = [
     ("quantum api", check_quantum_api),
     ("quantum agents", check_quantum_agents),
     ("quantum ports", check_quantum_ports),
+    ("leftovers", check_leftovers),
 ]
 
 

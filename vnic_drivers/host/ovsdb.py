@@ -89,6 +89,11 @@ class Ovsdb:
         error = self.rpc.send(request)
         while not error:
             error, reply = self.rpc.recv()
+            if error not in (0, errno.EAGAIN) or (not error and reply is None):
+                # The connection broke (e.g. ECONNRESET: the server was killed while this
+                # waited, tests/test_faults.py): there is no reply to look at.
+                error = error or self.rpc.get_status() or errno.ECONNRESET
+                break
             if error == errno.EAGAIN:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -267,6 +272,12 @@ def add_port(db, bridge, name, external_ids, mtu=None):
     if mtu is not None:
         interface["mtu_request"] = mtu
     existing = None  # assumed absent; the guard below says when it is not
+    # An answered empty transaction first: a server that hung (or was stopped) before
+    # this point then fails the hook before the insert is even sent. A sent insert that
+    # times out may still commit when the server wakes, and nothing can be queued behind
+    # it: the server drops the connection on the failed reply. Its port is then a
+    # leftover for the next run of this hook point or for quantum-vnic cleanup.
+    db.transact()
     for _ in range(WRITE_ATTEMPTS):
         operations = [
             _expect("Port", _named(name), ["_uuid"], [{"_uuid": ["uuid", existing]}] if existing else []),
@@ -298,12 +309,84 @@ def add_port(db, bridge, name, external_ids, mtu=None):
 
 
 def delete_ports(db, names):
-    """Remove the ports called *names* from any bridge; the names that existed."""
-    results = db.transact(*[_select("Port", name, ["_uuid", "name"]) for name in names])
-    found = [row for result in results for row in result["rows"]]
-    if found:
-        db.transact(*[_detach(_uuid(row["_uuid"])) for row in found])
-    return [row["name"] for row in found]
+    """Remove the ports called *names* from any bridge; the names that existed.
+
+    The removal is conditional on the rows read just before (a ``wait`` per name): a
+    port re-created under another UUID in between (libvirt's del-port/add-port, a
+    concurrent plug) is read again rather than missed while reported removed.
+    """
+    for _ in range(WRITE_ATTEMPTS):
+        results = db.transact(*[_select("Port", name, ["_uuid", "name"]) for name in names])
+        found = [row for result in results for row in result["rows"]]
+        if not found:
+            return []
+        seen = {row["name"]: row["_uuid"] for row in found}
+        guards = [_expect("Port", _named(name), ["_uuid"],
+                          [{"_uuid": seen[name]}] if name in seen else []) for name in names]
+        try:
+            db.transact(*(guards + [_detach(_uuid(row["_uuid"])) for row in found]))
+        except TransactionError as err:
+            if err.index < len(guards):  # a port changed since the read: read again
+                continue
+            raise
+        return [row["name"] for row in found]
+    raise HostError("ports %s kept changing while being removed; try again" % ", ".join(names))
+
+
+def iface_ports(db, bridge, wanted):
+    """Ports on *bridge* whose name satisfies *wanted* and whose interface has an iface-id.
+
+    ``[{"name", "uuid", "iface_id"}]``, read in one transaction. This reads the whole
+    Port and Interface tables: for ``quantum-vnic cleanup`` and doctor, never a hook.
+    """
+    bridges, ports, interfaces = (result["rows"] for result in db.transact(
+        _select("Bridge", bridge, ["ports"]),
+        {"op": "select", "table": "Port", "where": [], "columns": ["_uuid", "name", "interfaces"]},
+        {"op": "select", "table": "Interface", "where": [], "columns": ["_uuid", "external_ids"]}))
+    if not bridges:
+        return []
+    members = bridges[0]["ports"]
+    members = {_uuid(ref) for ref in (members[1] if members[0] == "set" else [members])}
+    iface_ids = {_uuid(row["_uuid"]): _unmap(row["external_ids"]).get("iface-id") for row in interfaces}
+    found = []
+    for row in ports:
+        port_uuid = _uuid(row["_uuid"])
+        if port_uuid not in members or not wanted(row["name"]):
+            continue
+        refs = row["interfaces"]
+        refs = refs[1] if refs[0] == "set" else [refs]
+        ids = [iface_ids.get(_uuid(ref)) for ref in refs]
+        iface_id = next((value for value in ids if value), None)
+        if iface_id:
+            found.append({"name": row["name"], "uuid": port_uuid, "iface_id": iface_id})
+    return sorted(found, key=lambda port: port["name"])
+
+
+def delete_port_if(db, bridge, name, port_uuid, iface_id_prefix):
+    """Remove port *name* from *bridge* only if it is still row *port_uuid* and its
+    interface's iface-id still starts with *iface_id_prefix*; whether it was removed.
+
+    The check and the removal are one transaction (``wait`` preconditions), so a port
+    re-created meanwhile (a VM starting, libvirt re-adding its tap) is never removed.
+    """
+    rows = db.transact(_select("Interface", name, ["external_ids"]))[0]["rows"]
+    iface_id = _unmap(rows[0]["external_ids"]).get("iface-id") if rows else None
+    if not iface_id or not iface_id.startswith(iface_id_prefix):
+        return False
+    ref = ["uuid", port_uuid]
+    try:
+        results = db.transact(
+            _expect("Port", _named(name), ["_uuid"], [{"_uuid": ref}]),
+            _expect("Interface", _named(name) + [["external_ids", "includes",
+                                                  _map({"iface-id": iface_id})]],
+                    ["name"], [{"name": name}]),
+            {"op": "mutate", "table": "Bridge", "where": _named(bridge) + [["ports", "includes", ref]],
+             "mutations": [["ports", "delete", ref]]})
+    except TransactionError as err:
+        if err.index < 2:
+            return False
+        raise
+    return results[2].get("count", 0) > 0
 
 
 def port_status(db, bridge, name):

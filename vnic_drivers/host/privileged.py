@@ -180,6 +180,39 @@ register(
 )
 
 
+# quantum-vnic cleanup (see host/leftovers.py): only names this project derives, the
+# integration bridge from this side's config. Which vNICs are unused is the caller's
+# finding (it asks libvirt); this side re-checks every name, kind and OVSDB row itself.
+def _derived(value, what):
+    """tap/qbr/qvb/qvo + a port id's first 11 characters, nothing else (never brq…)."""
+    from .leftovers import split
+
+    value = DEVICE(value, what)
+    if split(value) is None:
+        raise InputError("%s=%r: expected tap, qbr, qvb or qvo followed by the first 11 "
+                         "characters of a port UUID" % (what, value))
+    return value
+
+
+register(
+    "cleanup_inventory",
+    "leftovers",
+    "inventory",
+    "list derived tap/qbr/qvb/qvo devices and derived ports with an iface-id on the "
+    "integration bridge (read-only)",
+    configured=_REMOTE_AND_BRIDGE,
+)
+register(
+    "cleanup_remove",
+    "leftovers",
+    "remove",
+    "remove one vNIC's leftovers, named by one of its derived devices: its OVS ports if "
+    "still the rows seen (qvo_port, tap_port), its qbr/qvb/qvo/tap devices if of our kinds",
+    configured=_REMOTE_AND_BRIDGE,
+    name=_derived, qvo_port=optional(UUID), tap_port=optional(UUID),
+)
+
+
 # Loaded on first use by an operation that needs it, then kept for the process (the entry
 # point runs one operation; a root hook process a few). A failure is not kept.
 @functools.lru_cache(maxsize=None)
