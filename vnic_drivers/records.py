@@ -25,7 +25,7 @@ import json
 import os
 
 from . import naming
-from .errors import HostError, InputError
+from .errors import HookError, HostError, InputError
 
 
 def _path(config, port_id):
@@ -72,10 +72,14 @@ def remove(config, vnic, logger):
 
 def recorded_mac(config, vnic):
     """The MAC a ``before_*`` point recorded for *vnic*'s port in this VM, or None."""
+    from . import hooking
+
+    # The same guards as VDSM's files (a regular file, small, JSON of bounded depth): the
+    # state dir is vdsm's, and a record is a few dozen bytes.
     try:
-        with open(_path(config, vnic.port_id), "rb") as stream:
-            record = json.loads(stream.read().decode("utf-8"))
-    except (OSError, ValueError):
+        record = hooking.load_json(hooking.read_bytes(_path(config, vnic.port_id), limit=4096),
+                                   "MAC record")
+    except HookError:
         return None  # none, or unreadable: libvirt decides
     if not isinstance(record, dict) or record.get("vm_id") != vnic.vm_id:
         return None  # another VM's (a port moved between VMs): not trusted
