@@ -1,5 +1,9 @@
 """Fixtures shared by the suites: real network namespaces, skip reasons, example data."""
 
+import contextlib
+import os
+import shutil
+import tempfile
 import uuid
 
 import pytest
@@ -44,6 +48,36 @@ def netns():
         yield name
     finally:
         pyroute2_netns.remove(name)
+
+
+@contextlib.contextmanager
+def ovs_in_netns(prefix, mode=None):
+    """For a module-scoped fixture: a fresh network namespace and temp dir (*prefix*-named,
+    chmod *mode* if given) with a private OVS (:mod:`tests.ovs_fixture`) running in it;
+    yields ``(netns, directory, ovs)`` and removes all three afterwards. Skips unless this
+    host can run kernel objects, OVS and libvirt's test driver."""
+    from tests import ovs_fixture
+
+    reason = host_skip_reason() or ovs_fixture.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    try:
+        import libvirt  # noqa: F401
+    except ImportError:
+        pytest.skip("needs libvirt-python (pip install libvirt-python)")
+    from pyroute2 import netns as pyroute2_netns
+
+    name = "%s-%s" % (prefix, uuid.uuid4().hex[:8])
+    directory = tempfile.mkdtemp(prefix=prefix + "-", dir="/tmp")
+    if mode is not None:
+        os.chmod(directory, mode)
+    pyroute2_netns.create(name)
+    try:
+        with ovs_fixture.private_ovs(directory, netns=name) as ovs:
+            yield name, directory, ovs
+    finally:
+        pyroute2_netns.remove(name)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def pytest_configure(config):

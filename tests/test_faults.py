@@ -18,11 +18,9 @@ import collections
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import uuid
@@ -30,7 +28,7 @@ import uuid
 import pytest
 
 from tests import as_vdsm, ovs_fixture
-from tests.conftest import NETWORK_ID, host_skip_reason, quantum_properties
+from tests.conftest import NETWORK_ID, ovs_in_netns, quantum_properties
 from tests.vdsm import REPO, run_hook
 from vnic_drivers import naming
 
@@ -168,29 +166,12 @@ class Host:
 
 @pytest.fixture(scope="module")
 def host():
-    reason = host_skip_reason() or ovs_fixture.skip_reason()
-    if reason:
-        pytest.skip(reason)
-    try:
-        import libvirt  # noqa: F401
-    except ImportError:
-        pytest.skip("needs libvirt-python (pip install libvirt-python)")
-    from pyroute2 import netns
-
-    name = "qvnic-flt-%s" % uuid.uuid4().hex[:8]
-    directory = tempfile.mkdtemp(prefix="qvnic-flt-", dir="/tmp")
-    os.chmod(directory, 0o755)
-    netns.create(name)
-    try:
-        with ovs_fixture.private_ovs(directory, netns=name) as ovs:
-            running = Host(name, ovs, directory)
-            try:
-                yield running
-            finally:
-                running.close()
-    finally:
-        netns.remove(name)
-        shutil.rmtree(directory, ignore_errors=True)
+    with ovs_in_netns("qvnic-flt", mode=0o755) as (name, directory, ovs):
+        running = Host(name, ovs, directory)
+        try:
+            yield running
+        finally:
+            running.close()
 
 
 def hybrid(port):
