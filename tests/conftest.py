@@ -50,6 +50,20 @@ def netns():
         pyroute2_netns.remove(name)
 
 
+
+@pytest.fixture
+def vdsm_workdir():
+    """A work directory for :func:`tests.as_vdsm.run_as_vdsm` (the privileged entry point
+    run as the user vdsm through sudo); skips where the machine cannot do that."""
+    from tests import as_vdsm
+
+    reason = as_vdsm.required_tools()
+    if reason:
+        pytest.skip(reason)
+    with as_vdsm.workdir() as path:
+        yield path
+
+
 @contextlib.contextmanager
 def ovs_in_netns(prefix, mode=None):
     """For a module-scoped fixture: a fresh network namespace and temp dir (*prefix*-named,

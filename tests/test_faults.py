@@ -492,15 +492,6 @@ def hooks_as_vdsm(host, workdir, calls, full_run=False):
     return output["results"]
 
 
-@pytest.fixture
-def vdsm_workdir():
-    reason = as_vdsm.required_tools()
-    if reason:
-        pytest.skip(reason)
-    with as_vdsm.workdir() as path:
-        yield path
-
-
 def _domxml(workdir, name, owner=True):
     path = os.path.join(workdir, "shared", name)
     with open(path, "wb") as stream:
