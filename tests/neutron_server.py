@@ -2,8 +2,9 @@
 
 Neutron pins its own versions of half of PyPI, so it lives in its own virtualenv (never
 in the interpreter that runs the tests), created once and reused: the directory is
-``$QUANTUM_VNIC_NEUTRON_VENV`` or ``~/.cache/quantum-vnic/neutron-VERSION-pyX.Y``; CI
-reuses it for the whole run. The venv also caches an empty database with Neutron's schema
+``$QUANTUM_VNIC_NEUTRON_VENV`` or ``neutron-VERSION-pyX.Y`` in :func:`tests.cache.cache_root`
+(``$QUANTUM_VNIC_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/quantum-vnic``); CI reuses it
+for the whole run. The venv also caches an empty database with Neutron's schema
 (sqlite cannot run Neutron's migrations: the schema comes from the models' metadata,
 then ``neutron-db-manage stamp heads``).
 
@@ -91,8 +92,11 @@ def venv_dir(python=None):
         return explicit
     version = subprocess.run([python or _python(), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    return os.path.join(os.path.expanduser("~"), ".cache", "quantum-vnic",
-                        "neutron-%s-py%s" % (NEUTRON_VERSION, version))
+    try:
+        from tests.cache import cache_root
+    except ImportError:  # run as a script (``prepare``): this file's directory is sys.path[0]
+        from cache import cache_root
+    return os.path.join(cache_root(), "neutron-%s-py%s" % (NEUTRON_VERSION, version))
 
 
 def ensure_venv(log=print):
