@@ -166,13 +166,9 @@ class RealKeystone:
         raise Unavailable("Keystone %s: %s" % (what, " | ".join(tail)))
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        from tests import child_process
+
+        child_process.stop(self.process)
         self.process.stdout.close()
 
     def request(self, method, path, token=None, body=None, expect=(200, 201, 204), **headers):

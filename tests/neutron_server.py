@@ -223,13 +223,9 @@ class NeutronServer:
             return "(no log)"
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        from tests import child_process
+
+        child_process.stop(self.process)
 
     # --- the API, as an admin would use it (stdlib HTTP: the client under test is not
     # used to set up its own test) ---
