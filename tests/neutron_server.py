@@ -296,25 +296,34 @@ def _insert(db, table, row):
 # --- stand-ins for a broken provider, and TLS -----------------------------------------
 
 
+def _listen(scheme):
+    """A listening socket on a free loopback port, and its *scheme* URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock, "%s://127.0.0.1:%d" % (scheme, sock.getsockname()[1])
+
+
+def _accept_each(sock, handle):
+    """Call *handle* with each connection *sock* accepts, in a daemon thread, until it is closed."""
+    def accept():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            handle(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
 class SilentServer:
     """Accepts TCP connections on loopback and never answers (a hung provider)."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.sock, self.url = _listen("http")
         self.held = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
+        _accept_each(self.sock, self.held.append)
 
     def close(self):
         self.sock.close()
@@ -359,19 +368,9 @@ class TlsProxy:
         self.backend = (parts.hostname, parts.port)
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = "https://127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        self.sock, self.url = _listen("https")
+        _accept_each(self.sock, lambda conn: threading.Thread(target=self._serve, args=(conn,),
+                                                              daemon=True).start())
 
     def _serve(self, conn):
         try:
