@@ -187,6 +187,15 @@ def one_line(run, code, *needles):
     return lines[0]
 
 
+def assert_replugs(host, port):
+    """Nothing of *port* is left, and the next run plugs and unplugs it completely."""
+    assert host.hybrid_state(port) == "clean"
+    assert host.hook("before_device_create", hybrid(port)).returncode == 0
+    assert host.hybrid_state(port) == "plugged"
+    assert host.hook("after_device_destroy", hybrid(port)).returncode == 0
+    assert host.hybrid_state(port) == "clean"
+
+
 def timed(action):
     import time
 
@@ -313,11 +322,7 @@ def test_ovsdb_server_stopped(host):
         one_line(host.hook("after_device_destroy", hybrid(port), timeout=60), 1, "may remain")
     finally:
         host.ovs.start_ovsdb_server()
-    assert host.hybrid_state(port) == "clean"
-    assert host.hook("before_device_create", hybrid(port)).returncode == 0
-    assert host.hybrid_state(port) == "plugged"
-    assert host.hook("after_device_destroy", hybrid(port)).returncode == 0
-    assert host.hybrid_state(port) == "clean"
+    assert_replugs(host, port)
 
 
 def test_ovsdb_server_hung_during_plug_and_unplug(host):
@@ -364,11 +369,7 @@ def test_ovsdb_server_restarted_mid_plug(host):
         _restart_server(host)
         worker.join()
     one_line(result["run"], 2, "OVSDB")
-    assert host.hybrid_state(port) == "clean"
-    assert host.hook("before_device_create", hybrid(port)).returncode == 0
-    assert host.hybrid_state(port) == "plugged"
-    assert host.hook("after_device_destroy", hybrid(port)).returncode == 0
-    assert host.hybrid_state(port) == "clean"
+    assert_replugs(host, port)
 
 
 # --- devices vanishing under the hook ------------------------------------------------------
