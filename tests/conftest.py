@@ -12,12 +12,6 @@ PORT_ID = "0a1b2c3d-4e5f-4061-8273-8495a6b7c8d9"
 NETWORK_ID = "7c9d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
 
 
-def pytest_configure(config):
-    # Shared with the Quantum API tests (branch i11-api): real servers that take seconds to
-    # minutes to start. CI runs them; `-m "not slow"` leaves them out while editing.
-    config.addinivalue_line("markers", "slow: starts a real OpenStack server (Keystone, Neutron); CI runs it")
-
-
 def quantum_properties(plugin_type, port_id=PORT_ID, **extra):
     props = {"provider_type": "OPENSTACK_NETWORK", "vnic_id": port_id, "plugin_type": plugin_type}
     props.update(extra)
@@ -95,6 +89,9 @@ def ovs_in_netns(prefix, mode=None):
 
 
 def pytest_configure(config):
+    # Shared with the Quantum API tests (branch i11-api): real servers that take seconds to
+    # minutes to start. CI runs them; `-m "not slow"` leaves them out while editing.
+    config.addinivalue_line("markers", "slow: starts a real OpenStack server (Keystone, Neutron); CI runs it")
     # Selectable on their own (pytest -m faults / -m load); CI runs them with the rest.
     config.addinivalue_line("markers", "faults: fault injection on real kernel objects and OVS (tests/test_faults.py)")
     config.addinivalue_line("markers", "load: many hooks at once through the real sudo path (tests/test_load.py)")
