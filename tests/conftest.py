@@ -25,6 +25,17 @@ def host_skip_reason():
     return missing_requirements(ovs=False)
 
 
+def assert_one_line(run, code, *needles):
+    """*run* (a finished hook or tool) exited *code* with one line on stderr, no traceback,
+    holding every needle; returns that line."""
+    assert run.returncode == code, run
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 requires_host = pytest.mark.skipif(host_skip_reason() is not None, reason=str(host_skip_reason()))
 
 

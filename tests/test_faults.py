@@ -28,7 +28,7 @@ import uuid
 import pytest
 
 from tests import as_vdsm, ovs_fixture
-from tests.conftest import NETWORK_ID, ovs_in_netns, quantum_properties
+from tests.conftest import NETWORK_ID, assert_one_line, ovs_in_netns, quantum_properties
 from tests.vdsm import REPO, run_hook
 from vnic_drivers import naming
 
@@ -178,15 +178,6 @@ def hybrid(port):
     return quantum_properties("OPEN_VSWITCH", port_id=port, security_groups="sg-web")
 
 
-def one_line(run, code, *needles):
-    assert run.returncode == code, run
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
 def assert_replugs(host, port):
     """Nothing of *port* is left, and the next run plugs and unplugs it completely."""
     assert host.hybrid_state(port) == "clean"
@@ -316,10 +307,10 @@ def test_ovsdb_server_stopped(host):
     process.wait()
     try:
         run = host.hook("before_device_create", hybrid(port), timeout=60)
-        one_line(run, 2, "OVSDB", "is Open vSwitch running")
+        assert_one_line(run, 2, "OVSDB", "is Open vSwitch running")
         assert run.after == run.before  # and, with OVS down, no device was even made:
         assert all(host.link(name) is None for name in naming.hybrid_names(port))
-        one_line(host.hook("after_device_destroy", hybrid(port), timeout=60), 1, "may remain")
+        assert_one_line(host.hook("after_device_destroy", hybrid(port), timeout=60), 1, "may remain")
     finally:
         host.ovs.start_ovsdb_server()
     assert_replugs(host, port)
@@ -332,7 +323,7 @@ def test_ovsdb_server_hung_during_plug_and_unplug(host):
     server.send_signal(signal.SIGSTOP)
     try:
         run = host.hook("before_device_create", hybrid(port), timeout=60)
-        one_line(run, 2, "did not answer within")
+        assert_one_line(run, 2, "did not answer within")
         assert run.after == run.before
     finally:
         server.send_signal(signal.SIGCONT)
@@ -342,7 +333,7 @@ def test_ovsdb_server_hung_during_plug_and_unplug(host):
     server.send_signal(signal.SIGSTOP)
     try:
         run = host.hook("after_device_destroy", hybrid(port), timeout=60)
-        one_line(run, 1, "did not answer within", "may remain")
+        assert_one_line(run, 1, "did not answer within", "may remain")
     finally:
         server.send_signal(signal.SIGCONT)
     # The devices went; the port row is the next run's (or cleanup's) to remove.
@@ -368,7 +359,7 @@ def test_ovsdb_server_restarted_mid_plug(host):
     finally:
         _restart_server(host)
         worker.join()
-    one_line(result["run"], 2, "OVSDB")
+    assert_one_line(result["run"], 2, "OVSDB")
     assert_replugs(host, port)
 
 
@@ -381,7 +372,7 @@ def test_tap_vanishes_between_before_and_after(host):
     assert host.hook("before_device_create", lb, LB_DEVICE).returncode == 0
     host.add_tap(naming.tap_name(lb_port), DUMMY)
     host.delete(naming.tap_name(lb_port))  # QEMU died right after start
-    one_line(host.hook("after_device_create", lb, LB_DEVICE), 1, naming.tap_name(lb_port), "does not exist")
+    assert_one_line(host.hook("after_device_create", lb, LB_DEVICE), 1, naming.tap_name(lb_port), "does not exist")
     assert host.hook("after_device_destroy", lb, LB_DEVICE).returncode == 0
 
     hooked = "[openvswitch]\novsdb = %s\nplug = hook\n" % host.ovs.remote
@@ -392,7 +383,7 @@ def test_tap_vanishes_between_before_and_after(host):
     host.add_tap(tap)
     host.delete(tap)
     run = run_hook("after_device_create", OVS_DEVICE, properties, netns=host.netns, config=hooked)
-    one_line(run, 1, tap, "does not exist")
+    assert_one_line(run, 1, tap, "does not exist")
     assert not host.port(tap)["exists"]  # no port for a device that is gone
     assert run_hook("after_device_destroy", OVS_DEVICE, properties, netns=host.netns,
                     config=hooked).returncode == 0
@@ -421,7 +412,7 @@ def test_agent_deletes_its_bridge_mid_plug(host):
             agent.join()
             assert "Traceback" not in run.stderr, run.stderr
             if run.returncode != 0:
-                one_line(run, 1)
+                assert_one_line(run, 1)
             state = host.link(tap)
             assert state is not None and state["master"] != DUMMY or run.returncode != 0, (run, state)
             outcomes[(run.returncode, state["master"])] += 1
