@@ -2,13 +2,13 @@
 
 ``RealKeystone`` runs Keystone from PyPI (``KEYSTONE_VERSION``) on loopback: its own
 virtualenv, cached in :func:`tests.cache.cache_root` (``$QUANTUM_VNIC_CACHE``, else
-``${XDG_CACHE_HOME:-~/.cache}/quantum-vnic``; installed once, then reused), sqlite, fernet tokens, the admin user/project/role/region of
-``keystone-manage bootstrap``, served by this file run as a script under the venv's
-Python (``wsgiref`` with threads, port picked by the kernel). Dependencies are pinned by
-``keystone_constraints.txt`` (what ran here). The bootstrapped database and keys are made
-once per venv and copied for each run, so a run with the venv cached pays only the
-server's start-up (CI may cache that directory; a fresh machine builds it in a few minutes,
-the ``ready`` file in the venv records how long).
+``${XDG_CACHE_HOME:-~/.cache}/quantum-vnic``; installed once, then reused), sqlite, fernet
+tokens, the admin user/project/role/region of ``keystone-manage bootstrap``, served by this
+file run as a script under the venv's Python (``wsgiref`` with threads, port picked by the
+kernel). Dependencies are pinned by ``keystone_constraints.txt`` (what ran here). The
+bootstrapped database and keys are made once per venv and copied for each run, so a run
+with the venv cached pays only the server's start-up (CI may cache that directory; a fresh
+machine builds it in a few minutes, the ``ready`` file in the venv records how long).
 
 ``KeystoneV2`` is a small ``http.server`` endpoint that speaks Keystone's v2.0 token API:
 Keystone dropped v2.0 (Queens), so no installable Keystone serves it. It answers
