@@ -1,5 +1,9 @@
 """Fixtures shared by the suites: real network namespaces, skip reasons, example data."""
 
+import contextlib
+import os
+import shutil
+import tempfile
 import uuid
 
 import pytest
@@ -21,6 +25,17 @@ def host_skip_reason():
     return missing_requirements(ovs=False)
 
 
+def assert_one_line(run, code, *needles):
+    """*run* (a finished hook or tool) exited *code* with one line on stderr, no traceback,
+    holding every needle; returns that line."""
+    assert run.returncode == code, run
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 requires_host = pytest.mark.skipif(host_skip_reason() is not None, reason=str(host_skip_reason()))
 
 
@@ -38,6 +53,50 @@ def netns():
         yield name
     finally:
         pyroute2_netns.remove(name)
+
+
+
+@pytest.fixture
+def vdsm_workdir():
+    """A work directory for :func:`tests.as_vdsm.run_as_vdsm` (the privileged entry point
+    run as the user vdsm through sudo); skips where the machine cannot do that."""
+    from tests import as_vdsm
+
+    reason = as_vdsm.required_tools()
+    if reason:
+        pytest.skip(reason)
+    with as_vdsm.workdir() as path:
+        yield path
+
+
+@contextlib.contextmanager
+def ovs_in_netns(prefix, mode=None):
+    """For a module-scoped fixture: a fresh network namespace and temp dir (*prefix*-named,
+    chmod *mode* if given) with a private OVS (:mod:`tests.ovs_fixture`) running in it;
+    yields ``(netns, directory, ovs)`` and removes all three afterwards. Skips unless this
+    host can run kernel objects, OVS and libvirt's test driver."""
+    from tests import ovs_fixture
+
+    reason = host_skip_reason() or ovs_fixture.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    try:
+        import libvirt  # noqa: F401
+    except ImportError:
+        pytest.skip("needs libvirt-python (pip install libvirt-python)")
+    from pyroute2 import netns as pyroute2_netns
+
+    name = "%s-%s" % (prefix, uuid.uuid4().hex[:8])
+    directory = tempfile.mkdtemp(prefix=prefix + "-", dir="/tmp")
+    if mode is not None:
+        os.chmod(directory, mode)
+    pyroute2_netns.create(name)
+    try:
+        with ovs_fixture.private_ovs(directory, netns=name) as ovs:
+            yield name, directory, ovs
+    finally:
+        pyroute2_netns.remove(name)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def pytest_configure(config):

@@ -1,14 +1,14 @@
 """Keystone servers for the authentication tests: a real Keystone (v3) and a v2.0 endpoint.
 
 ``RealKeystone`` runs Keystone from PyPI (``KEYSTONE_VERSION``) on loopback: its own
-virtualenv, cached in ``$XDG_CACHE_HOME`` or the checkout's ``.cache/`` (installed once,
-then reused), sqlite, fernet tokens, the admin user/project/role/region of
-``keystone-manage bootstrap``, served by this file run as a script under the venv's
-Python (``wsgiref`` with threads, port picked by the kernel). Dependencies are pinned by
-``keystone_constraints.txt`` (what ran here). The bootstrapped database and keys are made
-once per venv and copied for each run, so a run with the venv cached pays only the
-server's start-up (CI may cache that directory; a fresh machine builds it in a few minutes,
-the ``ready`` file in the venv records how long).
+virtualenv, cached in :func:`tests.cache.cache_root` (``$QUANTUM_VNIC_CACHE``, else
+``${XDG_CACHE_HOME:-~/.cache}/quantum-vnic``; installed once, then reused), sqlite, fernet
+tokens, the admin user/project/role/region of ``keystone-manage bootstrap``, served by this
+file run as a script under the venv's Python (``wsgiref`` with threads, port picked by the
+kernel). Dependencies are pinned by ``keystone_constraints.txt`` (what ran here). The
+bootstrapped database and keys are made once per venv and copied for each run, so a run
+with the venv cached pays only the server's start-up (CI may cache that directory; a fresh
+machine builds it in a few minutes, the ``ready`` file in the venv records how long).
 
 ``KeystoneV2`` is a small ``http.server`` endpoint that speaks Keystone's v2.0 token API:
 Keystone dropped v2.0 (Queens), so no installable Keystone serves it. It answers
@@ -31,7 +31,6 @@ import uuid
 KEYSTONE_VERSION = "30.0.0"
 CONSTRAINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keystone_constraints.txt")
 ADMIN_PASSWORD = "adm1n-Pa55-not-in-logs"
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT = 120
 
 KEYSTONE_CONF = """\
@@ -51,10 +50,6 @@ password_hash_rounds = 4
 [token]
 expiration = 3600
 """
-
-
-def cache_root():
-    return os.environ.get("XDG_CACHE_HOME") or os.path.join(REPO, ".cache")
 
 
 class Unavailable(Exception):
@@ -78,6 +73,8 @@ def prepare_venv():
     if sys.version_info < (3, 11):
         raise Unavailable("Keystone %s needs Python 3.11+, this is %s" % (KEYSTONE_VERSION, sys.version.split()[0]))
     import hashlib
+
+    from tests.cache import cache_root
 
     root = cache_root()
     os.makedirs(root, exist_ok=True)
@@ -169,13 +166,9 @@ class RealKeystone:
         raise Unavailable("Keystone %s: %s" % (what, " | ".join(tail)))
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        from tests import child_process
+
+        child_process.stop(self.process)
         self.process.stdout.close()
 
     def request(self, method, path, token=None, body=None, expect=(200, 201, 204), **headers):

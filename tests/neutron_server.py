@@ -2,8 +2,9 @@
 
 Neutron pins its own versions of half of PyPI, so it lives in its own virtualenv (never
 in the interpreter that runs the tests), created once and reused: the directory is
-``$QUANTUM_VNIC_NEUTRON_VENV`` or ``~/.cache/quantum-vnic/neutron-VERSION-pyX.Y``; CI
-reuses it for the whole run. The venv also caches an empty database with Neutron's schema
+``$QUANTUM_VNIC_NEUTRON_VENV`` or ``neutron-VERSION-pyX.Y`` in :func:`tests.cache.cache_root`
+(``$QUANTUM_VNIC_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/quantum-vnic``); CI reuses it
+for the whole run. The venv also caches an empty database with Neutron's schema
 (sqlite cannot run Neutron's migrations: the schema comes from the models' metadata,
 then ``neutron-db-manage stamp heads``).
 
@@ -91,8 +92,11 @@ def venv_dir(python=None):
         return explicit
     version = subprocess.run([python or _python(), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    return os.path.join(os.path.expanduser("~"), ".cache", "quantum-vnic",
-                        "neutron-%s-py%s" % (NEUTRON_VERSION, version))
+    try:
+        from tests.cache import cache_root
+    except ImportError:  # run as a script (``prepare``): this file's directory is sys.path[0]
+        from cache import cache_root
+    return os.path.join(cache_root(), "neutron-%s-py%s" % (NEUTRON_VERSION, version))
 
 
 def ensure_venv(log=print):
@@ -219,13 +223,9 @@ class NeutronServer:
             return "(no log)"
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        from tests import child_process
+
+        child_process.stop(self.process)
 
     # --- the API, as an admin would use it (stdlib HTTP: the client under test is not
     # used to set up its own test) ---
@@ -296,25 +296,34 @@ def _insert(db, table, row):
 # --- stand-ins for a broken provider, and TLS -----------------------------------------
 
 
+def _listen(scheme):
+    """A listening socket on a free loopback port, and its *scheme* URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock, "%s://127.0.0.1:%d" % (scheme, sock.getsockname()[1])
+
+
+def _accept_each(sock, handle):
+    """Call *handle* with each connection *sock* accepts, in a daemon thread, until it is closed."""
+    def accept():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            handle(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
 class SilentServer:
     """Accepts TCP connections on loopback and never answers (a hung provider)."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.sock, self.url = _listen("http")
         self.held = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
+        _accept_each(self.sock, self.held.append)
 
     def close(self):
         self.sock.close()
@@ -359,19 +368,9 @@ class TlsProxy:
         self.backend = (parts.hostname, parts.port)
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = "https://127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        self.sock, self.url = _listen("https")
+        _accept_each(self.sock, lambda conn: threading.Thread(target=self._serve, args=(conn,),
+                                                              daemon=True).start())
 
     def _serve(self, conn):
         try:

@@ -9,16 +9,13 @@ devices live in the test's network namespace, the ports in a private OVS
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 
 import pytest
 
-from tests import ovs_fixture
-from tests.conftest import host_skip_reason, quantum_properties
+from tests.conftest import ovs_in_netns, quantum_properties
 from tests.vdsm import REPO, run_hook
 from vnic_drivers import naming
 
@@ -29,28 +26,12 @@ with open(os.path.join(REPO, "examples", "ovs_vnic.xml"), "rb") as _stream:
 
 @pytest.fixture(scope="module")
 def ovs():
-    reason = host_skip_reason() or ovs_fixture.skip_reason()
-    if reason:
-        pytest.skip(reason)
-    try:
-        import libvirt  # noqa: F401
-    except ImportError:
-        pytest.skip("needs libvirt-python (pip install libvirt-python)")
-    from pyroute2 import netns
-
-    name = "qvnic-cln-%s" % uuid.uuid4().hex[:8]
-    directory = tempfile.mkdtemp(prefix="qvnic-cln-", dir="/tmp")
-    netns.create(name)
-    try:
-        with ovs_fixture.private_ovs(directory, netns=name) as running:
-            running.config = os.path.join(directory, "quantum_vnic.conf")
-            with open(running.config, "w", encoding="utf-8") as stream:
-                stream.write("[openvswitch]\novsdb = %s\n" % running.remote)
-            running.tmp = directory
-            yield running
-    finally:
-        netns.remove(name)
-        shutil.rmtree(directory, ignore_errors=True)
+    with ovs_in_netns("qvnic-cln") as (_, directory, running):
+        running.config = os.path.join(directory, "quantum_vnic.conf")
+        with open(running.config, "w", encoding="utf-8") as stream:
+            stream.write("[openvswitch]\novsdb = %s\n" % running.remote)
+        running.tmp = directory
+        yield running
 
 
 def libvirt_uri(ovs, *interfaces):

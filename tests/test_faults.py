@@ -18,11 +18,9 @@ import collections
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import uuid
@@ -30,7 +28,7 @@ import uuid
 import pytest
 
 from tests import as_vdsm, ovs_fixture
-from tests.conftest import NETWORK_ID, host_skip_reason, quantum_properties
+from tests.conftest import NETWORK_ID, assert_one_line, ovs_in_netns, quantum_properties
 from tests.vdsm import REPO, run_hook
 from vnic_drivers import naming
 
@@ -168,42 +166,25 @@ class Host:
 
 @pytest.fixture(scope="module")
 def host():
-    reason = host_skip_reason() or ovs_fixture.skip_reason()
-    if reason:
-        pytest.skip(reason)
-    try:
-        import libvirt  # noqa: F401
-    except ImportError:
-        pytest.skip("needs libvirt-python (pip install libvirt-python)")
-    from pyroute2 import netns
-
-    name = "qvnic-flt-%s" % uuid.uuid4().hex[:8]
-    directory = tempfile.mkdtemp(prefix="qvnic-flt-", dir="/tmp")
-    os.chmod(directory, 0o755)
-    netns.create(name)
-    try:
-        with ovs_fixture.private_ovs(directory, netns=name) as ovs:
-            running = Host(name, ovs, directory)
-            try:
-                yield running
-            finally:
-                running.close()
-    finally:
-        netns.remove(name)
-        shutil.rmtree(directory, ignore_errors=True)
+    with ovs_in_netns("qvnic-flt", mode=0o755) as (name, directory, ovs):
+        running = Host(name, ovs, directory)
+        try:
+            yield running
+        finally:
+            running.close()
 
 
 def hybrid(port):
     return quantum_properties("OPEN_VSWITCH", port_id=port, security_groups="sg-web")
 
 
-def one_line(run, code, *needles):
-    assert run.returncode == code, run
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+def assert_replugs(host, port):
+    """Nothing of *port* is left, and the next run plugs and unplugs it completely."""
+    assert host.hybrid_state(port) == "clean"
+    assert host.hook("before_device_create", hybrid(port)).returncode == 0
+    assert host.hybrid_state(port) == "plugged"
+    assert host.hook("after_device_destroy", hybrid(port)).returncode == 0
+    assert host.hybrid_state(port) == "clean"
 
 
 def timed(action):
@@ -326,17 +307,13 @@ def test_ovsdb_server_stopped(host):
     process.wait()
     try:
         run = host.hook("before_device_create", hybrid(port), timeout=60)
-        one_line(run, 2, "OVSDB", "is Open vSwitch running")
+        assert_one_line(run, 2, "OVSDB", "is Open vSwitch running")
         assert run.after == run.before  # and, with OVS down, no device was even made:
         assert all(host.link(name) is None for name in naming.hybrid_names(port))
-        one_line(host.hook("after_device_destroy", hybrid(port), timeout=60), 1, "may remain")
+        assert_one_line(host.hook("after_device_destroy", hybrid(port), timeout=60), 1, "may remain")
     finally:
         host.ovs.start_ovsdb_server()
-    assert host.hybrid_state(port) == "clean"
-    assert host.hook("before_device_create", hybrid(port)).returncode == 0
-    assert host.hybrid_state(port) == "plugged"
-    assert host.hook("after_device_destroy", hybrid(port)).returncode == 0
-    assert host.hybrid_state(port) == "clean"
+    assert_replugs(host, port)
 
 
 def test_ovsdb_server_hung_during_plug_and_unplug(host):
@@ -346,7 +323,7 @@ def test_ovsdb_server_hung_during_plug_and_unplug(host):
     server.send_signal(signal.SIGSTOP)
     try:
         run = host.hook("before_device_create", hybrid(port), timeout=60)
-        one_line(run, 2, "did not answer within")
+        assert_one_line(run, 2, "did not answer within")
         assert run.after == run.before
     finally:
         server.send_signal(signal.SIGCONT)
@@ -356,7 +333,7 @@ def test_ovsdb_server_hung_during_plug_and_unplug(host):
     server.send_signal(signal.SIGSTOP)
     try:
         run = host.hook("after_device_destroy", hybrid(port), timeout=60)
-        one_line(run, 1, "did not answer within", "may remain")
+        assert_one_line(run, 1, "did not answer within", "may remain")
     finally:
         server.send_signal(signal.SIGCONT)
     # The devices went; the port row is the next run's (or cleanup's) to remove.
@@ -382,12 +359,8 @@ def test_ovsdb_server_restarted_mid_plug(host):
     finally:
         _restart_server(host)
         worker.join()
-    one_line(result["run"], 2, "OVSDB")
-    assert host.hybrid_state(port) == "clean"
-    assert host.hook("before_device_create", hybrid(port)).returncode == 0
-    assert host.hybrid_state(port) == "plugged"
-    assert host.hook("after_device_destroy", hybrid(port)).returncode == 0
-    assert host.hybrid_state(port) == "clean"
+    assert_one_line(result["run"], 2, "OVSDB")
+    assert_replugs(host, port)
 
 
 # --- devices vanishing under the hook ------------------------------------------------------
@@ -399,7 +372,7 @@ def test_tap_vanishes_between_before_and_after(host):
     assert host.hook("before_device_create", lb, LB_DEVICE).returncode == 0
     host.add_tap(naming.tap_name(lb_port), DUMMY)
     host.delete(naming.tap_name(lb_port))  # QEMU died right after start
-    one_line(host.hook("after_device_create", lb, LB_DEVICE), 1, naming.tap_name(lb_port), "does not exist")
+    assert_one_line(host.hook("after_device_create", lb, LB_DEVICE), 1, naming.tap_name(lb_port), "does not exist")
     assert host.hook("after_device_destroy", lb, LB_DEVICE).returncode == 0
 
     hooked = "[openvswitch]\novsdb = %s\nplug = hook\n" % host.ovs.remote
@@ -410,7 +383,7 @@ def test_tap_vanishes_between_before_and_after(host):
     host.add_tap(tap)
     host.delete(tap)
     run = run_hook("after_device_create", OVS_DEVICE, properties, netns=host.netns, config=hooked)
-    one_line(run, 1, tap, "does not exist")
+    assert_one_line(run, 1, tap, "does not exist")
     assert not host.port(tap)["exists"]  # no port for a device that is gone
     assert run_hook("after_device_destroy", OVS_DEVICE, properties, netns=host.netns,
                     config=hooked).returncode == 0
@@ -439,7 +412,7 @@ def test_agent_deletes_its_bridge_mid_plug(host):
             agent.join()
             assert "Traceback" not in run.stderr, run.stderr
             if run.returncode != 0:
-                one_line(run, 1)
+                assert_one_line(run, 1)
             state = host.link(tap)
             assert state is not None and state["master"] != DUMMY or run.returncode != 0, (run, state)
             outcomes[(run.returncode, state["master"])] += 1
@@ -509,15 +482,6 @@ def hooks_as_vdsm(host, workdir, calls, full_run=False):
     output = json.loads(done.stdout)
     assert output["uid"] != 0
     return output["results"]
-
-
-@pytest.fixture
-def vdsm_workdir():
-    reason = as_vdsm.required_tools()
-    if reason:
-        pytest.skip(reason)
-    with as_vdsm.workdir() as path:
-        yield path
 
 
 def _domxml(workdir, name, owner=True):

@@ -71,15 +71,6 @@ CALLERS_CONFIG = "tun on a host bridge, caller's config names it the dummy"
 
 
 @pytest.fixture
-def vdsm_workdir():
-    reason = as_vdsm.required_tools()
-    if reason:
-        pytest.skip(reason)
-    with as_vdsm.workdir() as path:
-        yield path
-
-
-@pytest.fixture
 def host(netns):
     topology = Topology(netns)
     try:

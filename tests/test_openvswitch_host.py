@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 from tests import ovs_fixture
-from tests.conftest import host_skip_reason, quantum_properties
+from tests.conftest import assert_one_line, host_skip_reason, quantum_properties
 from tests.vdsm import EXAMPLE_VM_ID, REPO, run_hook
 from vnic_drivers import naming
 
@@ -95,15 +95,6 @@ def interface(ovs, name):
 
 def ports(ovs, bridge="br-int"):
     return ovs.vsctl("list-ports", bridge).split()
-
-
-def assert_one_line(run, code, *needles):
-    assert run.returncode == code, run
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def assert_quiet(run):

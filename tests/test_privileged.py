@@ -224,15 +224,6 @@ def test_well_formed_call_runs(netns):
 
 # --- the real sudo boundary, as the user vdsm ------------------------------------------
 
-@pytest.fixture
-def vdsm_workdir():
-    reason = as_vdsm.required_tools()
-    if reason:
-        pytest.skip(reason)
-    with as_vdsm.workdir() as path:
-        yield path
-
-
 def run_as_vdsm(workdir, script, env=None, netns=None, config=None):
     """Run the Python *script* as vdsm with this checkout importable; returns its JSON.
 

@@ -145,6 +145,18 @@ class Vm:
         assert not set(names) & set(self.box.ovs.vsctl("list-ports", "br-int").split())
         assert not os.path.exists(os.path.join(self.state_dir, self.port + ".json"))
 
+    def hotplug_and_unplug(self, xml):
+        """libvirt attaches *xml* (what before_nic_hotplug returned), after_nic_hotplug
+        wires it, libvirt detaches it, after_nic_hotunplug leaves nothing behind."""
+        self.libvirt_creates(xml)
+        try:
+            self.call("after_nic_hotplug", xml)
+            self.assert_wired()
+        finally:
+            self.libvirt_destroys()
+        self.call("after_nic_hotunplug", xml)
+        self.assert_gone()
+
 
 def wiring(xml):
     """What makes the NIC Quantum's: type, source, virtualport, target (as text)."""
@@ -198,14 +210,7 @@ def test_vm_start_update_destroy_as_vdsm_calls_them(box, tmp_path, mode):
 def test_hotplug_and_unplug(box, tmp_path, mode):
     vm = Vm(box, tmp_path, mode)
     plugged = vm.call("before_nic_hotplug", vm.xml)
-    vm.libvirt_creates(plugged)
-    try:
-        vm.call("after_nic_hotplug", plugged)
-        vm.assert_wired()
-    finally:
-        vm.libvirt_destroys()
-    vm.call("after_nic_hotunplug", plugged)
-    vm.assert_gone()
+    vm.hotplug_and_unplug(plugged)
 
 
 def test_failed_hotplug_rolls_back(box, tmp_path):
@@ -294,14 +299,7 @@ def test_custom_properties_named_like_the_controls_change_nothing(box, tmp_path,
     assert 'bridge="%s"' % qbr in created  # the config is the tree's, not evil.conf
     assert qbr in box.links()  # not a dry run
     assert "dry-run" not in vm.stderr and "DEBUG" not in vm.stderr
-    vm.libvirt_creates(created)
-    try:
-        vm.call("after_nic_hotplug", created)
-        vm.assert_wired()
-    finally:
-        vm.libvirt_destroys()
-    vm.call("after_nic_hotunplug", created)
-    vm.assert_gone()
+    vm.hotplug_and_unplug(created)
 
 
 def test_after_get_caps(box, tmp_path):

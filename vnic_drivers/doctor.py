@@ -282,6 +282,17 @@ def _api_off(ctx):
     return None
 
 
+def _api_unusable(ctx, fact, what):
+    """Why a check that lists this host's *what* cannot ask the API (off, or *fact* missing
+    because it did not answer), as a SKIP; or None."""
+    off = _api_off(ctx)
+    if off:
+        return off
+    if fact not in ctx.facts:
+        return Result(SKIP, "the API did not answer: cannot list this host's %s" % what)
+    return None
+
+
 def _binding_hosts(ctx):
     """{plugin: (binding host id, where it came from)} for the plugins in use."""
     from .binding_host import binding_host_id
@@ -313,11 +324,9 @@ def check_quantum_api(ctx):
 
 
 def check_quantum_agents(ctx):
-    off = _api_off(ctx)
-    if off:
-        return off
-    if "agents" not in ctx.facts:
-        return Result(SKIP, "the API did not answer: cannot list this host's agents")
+    unusable = _api_unusable(ctx, "agents", "agents")
+    if unusable:
+        return unusable
     found, missing = [], []
     for plugin, (host, source) in sorted(ctx.facts["binding_hosts"].items()):
         agents = [agent for agent in ctx.facts["agents"][host] if agent.get("agent_type") == AGENT_TYPES[plugin]]
@@ -335,11 +344,9 @@ def check_quantum_agents(ctx):
 
 
 def check_quantum_ports(ctx):
-    off = _api_off(ctx)
-    if off:
-        return off
-    if "api" not in ctx.facts:
-        return Result(SKIP, "the API did not answer: cannot list this host's ports")
+    unusable = _api_unusable(ctx, "api", "ports")
+    if unusable:
+        return unusable
     from .quantum import client
 
     ports = []
