@@ -23,7 +23,6 @@ import io
 import itertools
 import os
 import tempfile
-from unittest import mock
 
 import pytest
 
@@ -263,8 +262,15 @@ def hook_environment(workdir, properties):
     """os.environ as VDSM sets it for one hook (and nothing of the test run's)."""
     environ = dict(_present(properties), _hook_domxml=os.path.join(workdir, "domxml"),
                    _hook_json=os.path.join(workdir, "domxml"), PATH=os.environ.get("PATH", "/usr/bin:/bin"))
-    with mock.patch.dict(os.environ, environ, clear=True):
+    # The hook reads os.environ itself (hooking.hook_file): swap it whole, then restore.
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(environ)
+    try:
         yield environ
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def write_configs(workdir):
