@@ -5,7 +5,7 @@ veth named like a tap on a host bridge, a VPN-style tun ``tap0`` on it, a tun wh
 derives from a port but sits on a host bridge, VM 1's tap on network A's agent bridge),
 and one real vNIC tap on VDSM's ``;vdsmdummy;`` as a control. A process of the user
 ``vdsm`` under the packaged sudoers drop-in (``tests/as_vdsm.py``) then asks the
-privileged entry point for what the issue reproduced (the old device-name arguments)
+privileged entry point for the attacks reproduced against the old device-name arguments
 and for everything the new id-based arguments could be bent to; every refused request
 must leave every device exactly as it was, while the control is wired as a hook would.
 """

@@ -180,7 +180,7 @@ ROOT_SCRIPT = ("import sys; from vnic_drivers import config; from vnic_drivers.q
 
 
 def test_credentials_for_the_hook_user_vdsm(v2):
-    """Hooks run as vdsm: a root-owned 0600 file (the issue's words) is unreadable to them,
+    """Hooks run as vdsm: a root-owned 0600 file is unreadable to them,
     which they say with the fix; a vdsm-owned 0600 file works, and so does the cache in a
     directory of vdsm's (as /run/vdsm). Run as a real user vdsm (tests/as_vdsm.py)."""
     reason = as_vdsm.required_tools()
