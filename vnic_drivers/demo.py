@@ -263,8 +263,13 @@ class Demo:
             "removed %s" % (name, directory))
 
 
-def libvirt_create(box, vnic):
-    """Create *vnic*'s tap in *box* from its device XML as libvirt does; say what was done."""
+def libvirt_create(box, vnic, ovs_commands=None):
+    """Create *vnic*'s tap in *box* from its device XML as libvirt does; say what was done.
+
+    With *ovs_commands* (a list) the OVS port's ``ovs-vsctl`` commands are appended there
+    instead of run, for a caller that adds many vNICs' ports in one transaction (each
+    ovs-vsctl reads the whole database first: thousands of ports make that seconds).
+    """
     from lxml import etree
 
     iface = etree.fromstring(vnic.xml)
@@ -277,11 +282,15 @@ def libvirt_create(box, vnic):
         port = virtualport.find("parameters").get("interfaceid")
         box.add_tap(tap, mtu=mtu, mac=vnic.mac)
         # The transaction libvirt runs (virNetDevOpenvswitchAddPort).
-        box.ovs.vsctl(
+        commands = [
             "--", "--if-exists", "del-port", tap, "--", "add-port", bridge, tap,
             "--", "set", "Interface", tap, "external-ids:attached-mac=%s" % vnic.mac,
             "external-ids:iface-id=%s" % port, "external-ids:vm-id=%s" % VM_ID,
-            "external-ids:iface-status=active")
+            "external-ids:iface-status=active"]
+        if ovs_commands is None:
+            box.ovs.vsctl(*commands)
+        else:
+            ovs_commands += commands
         return "libvirt: tap %s, OVS port on %s with iface-id=%s" % (tap, bridge, port)
     if bridge and iface.get("type") == "bridge":
         box.add_tap(tap, master=bridge, mtu=mtu, mac=vnic.mac)
