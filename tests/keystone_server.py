@@ -2,7 +2,9 @@
 
 ``RealKeystone`` runs Keystone from PyPI (``KEYSTONE_VERSION``) on loopback: its own
 virtualenv, cached in :func:`tests.cache.cache_root` (``$QUANTUM_VNIC_CACHE``, else
-``${XDG_CACHE_HOME:-~/.cache}/quantum-vnic``; installed once, then reused), sqlite, fernet
+``${XDG_CACHE_HOME:-~/.cache}/quantum-vnic``; installed once, with uv when there is one
+(:mod:`tests.venvs`), then reused; ``python3 tests/keystone_server.py prepare`` makes it
+ahead, as ``./dev test`` does in the background), sqlite, fernet
 tokens, the admin user/project/role/region of ``keystone-manage bootstrap``, served by this
 file run as a script under the venv's Python (``wsgiref`` with threads, port picked by the
 kernel). Dependencies are pinned by ``keystone_constraints.txt`` (what ran here). The
@@ -27,6 +29,12 @@ import sys
 import threading
 import time
 import uuid
+
+try:
+    from tests import cache, venvs
+except ImportError:  # run as a script (``prepare``): this file's directory is sys.path[0]
+    import cache
+    import venvs
 
 KEYSTONE_VERSION = "30.0.0"
 CONSTRAINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keystone_constraints.txt")
@@ -74,9 +82,7 @@ def prepare_venv():
         raise Unavailable("Keystone %s needs Python 3.11+, this is %s" % (KEYSTONE_VERSION, sys.version.split()[0]))
     import hashlib
 
-    from tests.cache import cache_root
-
-    root = cache_root()
+    root = cache.cache_root()
     os.makedirs(root, exist_ok=True)
     with open(CONSTRAINTS, "rb") as stream:
         pins = hashlib.sha256(stream.read()).hexdigest()[:8]
@@ -94,15 +100,15 @@ def prepare_venv():
             os.unlink(log)
         try:
             _run([sys.executable, "-m", "venv", venv], log)
-            _run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                  "-c", CONSTRAINTS, "keystone==%s" % KEYSTONE_VERSION], log, timeout=900)
+            tool = venvs.install(venv, ["keystone==%s" % KEYSTONE_VERSION], CONSTRAINTS, log=log, timeout=900)
             installed = time.monotonic()
             _bootstrap(venv, template, log)
-        except (Unavailable, subprocess.TimeoutExpired, OSError) as err:
+        except (Unavailable, venvs.Failed, subprocess.TimeoutExpired, OSError) as err:
             shutil.rmtree(venv, ignore_errors=True)
             raise Unavailable("installing Keystone %s in a venv failed: %s (log: %s)" % (KEYSTONE_VERSION, err, log))
         with open(ready, "w") as stream:
-            stream.write("pip install %.1f s, bootstrap %.1f s\n" % (installed - started, time.monotonic() - installed))
+            stream.write("%s install %.1f s, bootstrap %.1f s\n" % (tool, installed - started,
+                                                                     time.monotonic() - installed))
         return venv, template, time.monotonic() - started
 
 
@@ -354,5 +360,17 @@ def _serve():
     httpd.serve_forever()
 
 
+def _prepare():
+    """``python3 tests/keystone_server.py prepare``: make the venv and its bootstrapped state
+    now (./dev test starts it in the background, beside the suites that do not need it)."""
+    try:
+        venv, _, seconds = prepare_venv()
+    except Unavailable as err:
+        sys.exit("keystone_server: %s" % err)
+    print("keystone_server: %s %s" % (venv, "ready in %.0f s" % seconds if seconds else "was ready"), file=sys.stderr)
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["serve"]:
     _serve()
+elif __name__ == "__main__" and sys.argv[1:] == ["prepare"]:
+    _prepare()

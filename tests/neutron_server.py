@@ -17,7 +17,8 @@ fresh agent row; :meth:`NeutronServer.set_port_status` stands in for the agent's
 
 This file is also a script: ``prepare`` (the main interpreter: make the venv) and, run by
 the venv's interpreter, ``schema`` and ``serve``; at module level it imports the standard
-library only.
+library only, and its two standard-library helpers beside it (:mod:`tests.cache`,
+:mod:`tests.venvs`: the install is uv's when there is one, else pip's).
 """
 
 import contextlib
@@ -33,6 +34,12 @@ import sys
 import threading
 import time
 import uuid
+
+try:
+    from tests import cache, venvs
+except ImportError:  # run as a script (``prepare``): this file's directory is sys.path[0]
+    import cache
+    import venvs
 
 NEUTRON_VERSION = "25.2.3"  # 2024.2 (Dalmatian): installs and runs on Python 3.9 to 3.12
 # pip would take the newest of every dependency, and neutron-lib 4+ dropped names 25.x
@@ -92,16 +99,12 @@ def venv_dir(python=None):
         return explicit
     version = subprocess.run([python or _python(), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    try:
-        from tests.cache import cache_root
-    except ImportError:  # run as a script (``prepare``): this file's directory is sys.path[0]
-        from cache import cache_root
-    return os.path.join(cache_root(), "neutron-%s-py%s" % (NEUTRON_VERSION, version))
+    return os.path.join(cache.cache_root(), "neutron-%s-py%s" % (NEUTRON_VERSION, version))
 
 
 def ensure_venv(log=print):
     """(the venv's directory, seconds its making took, whether this call made it); made
-    (pip install neutron, schema) on first use."""
+    (install neutron, schema) on first use."""
     import fcntl
 
     path = venv_dir()
@@ -120,17 +123,19 @@ def ensure_venv(log=print):
             pass  # not made yet, or made with other pins: make it again
         started = time.monotonic()
         shutil.rmtree(path, ignore_errors=True)
-        log("neutron_server: creating %s (pip install neutron==%s; a few minutes, once)" % (path, NEUTRON_VERSION))
+        log("neutron_server: creating %s (neutron==%s with uv, else pip; once)" % (path, NEUTRON_VERSION))
         _run([_python(), "-m", "venv", path], "create the virtualenv", 120)
-        pip = [os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q",
-               "--disable-pip-version-check"]
-        _run(pip + ["neutron==%s" % NEUTRON_VERSION, "-c", CONSTRAINTS], "pip install neutron==%s" % NEUTRON_VERSION,
-             INSTALL_TIMEOUT)
+        try:
+            tool = venvs.install(path, ["neutron==%s" % NEUTRON_VERSION], CONSTRAINTS, timeout=INSTALL_TIMEOUT)
+        except venvs.Failed as err:
+            raise NeutronUnavailable(str(err)) from None
+        installed = time.monotonic()
         _make_schema(path)
         seconds = time.monotonic() - started
         with open(done, "w") as stream:
             stream.write("%.1f %s\n" % (seconds, stamp))
-        log("neutron_server: venv ready in %.0fs" % seconds)
+        log("neutron_server: venv ready in %.0fs (%s install %.0fs, schema %.0fs)"
+            % (seconds, tool, installed - started, seconds - (installed - started)))
         return path, seconds, True
 
 
