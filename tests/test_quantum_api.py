@@ -15,6 +15,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -327,7 +328,11 @@ def test_hung_provider_is_bounded_by_the_budget(tmp_path):
                        config=quantum_ini(silent.url, read_timeout="0.5", retries="1", budget="2"))
         assert run.returncode == 0 and run.changed, run.stderr
         [warning] = warnings_of(run)
-        assert "no answer within 0.5s" in warning
+        # The read timeout is 0.5 s, or what is left of the 2 s budget when that is less: the
+        # budget counts from the hook's start, and a busy machine (CI runs two passes at
+        # once) can spend more than 1.5 s of it before the first request.
+        waited = re.search(r"no answer within ([0-9.]+)s", warning)
+        assert waited and 0 < float(waited.group(1)) <= 0.5, warning
     finally:
         silent.close()
 
