@@ -28,13 +28,12 @@ sudo, root's /etc/vdsm/quantum_vnic.conf). Here ``integration_bridge`` only goes
 the XML for libvirt.
 """
 
-import logging
 
 from . import domxml, naming
 from .base import VnicDriver
 from .errors import HostError, InputError
+from .log import LOG
 
-LOG = logging.getLogger("quantum_vnic")
 
 HYBRID, VIRTUALPORT, HOOK = "hybrid", "virtualport", "hook"
 

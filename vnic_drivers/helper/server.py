@@ -40,7 +40,6 @@ from . import protocol
 
 SD_LISTEN_FDS_START = 3
 MAX_CONNECTIONS = 256  # beyond this a caller is refused (and uses sudo)
-LOGGER = log.LOGGER_NAME
 
 
 class PortLocks:

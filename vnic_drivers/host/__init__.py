@@ -19,13 +19,12 @@ argument of :func:`connect` (from the hook's argv), the entry point a fixed path
 helper's socket comes from the config file.
 """
 
-import logging
 import os
 import sys
 
 from ..errors import HookError, HostError, InputError
+from ..log import LOG
 
-LOG = logging.getLogger("quantum_vnic")
 
 # Where the RPM installs the sudo-allowed entry point.
 DEFAULT_PRIVILEGED_COMMAND = "/usr/libexec/quantum-vnic/quantum-vnic-privileged"
