@@ -43,6 +43,11 @@ class VnicDriver:
     def unplug(self, vnic):
         """Remove what this project created for the vNIC; a no-op when already gone."""
 
+    def plug_needs_mac(self, vnic):
+        """Whether :meth:`plug` needs the vNIC's MAC (only the hook process can find it:
+        the record in vdsm's state dir, or libvirt)."""
+        return False
+
     def set_tap_and_mtu(self, iface, vnic):
         """The part of :meth:`rewrite` common to all plugins: tap name and MTU."""
         domxml.set_target(iface, vnic.tap)

@@ -8,6 +8,7 @@ the option and what was expected. The file is optional: without it the defaults 
 import os
 
 from . import naming
+from .helper import DEFAULT_SOCKET
 from .errors import InputError
 
 DEFAULT_PATH = "/etc/vdsm/quantum_vnic.conf"
@@ -218,7 +219,7 @@ SCHEMA = {
     # The resident helper (vnic_drivers/helper/): its socket, who may use it, and when
     # it gives up on a client, or exits when nobody asked anything for a while.
     "helper": {
-        "socket": (_socket_path, "/run/quantum-vnic/helper.sock"),
+        "socket": (_socket_path, DEFAULT_SOCKET),
         "allowed_users": (_user_list, "vdsm"),
         "idle_timeout": (_seconds, "60"),
         "client_timeout": (_seconds, "5"),

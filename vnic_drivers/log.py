@@ -61,9 +61,15 @@ def one_line(text):
     return "".join(c if c.isprintable() else "\\x%02x" % ord(c) for c in folded)
 
 
-def stderr_line(tag, level, message):
-    """The stderr form of one message of hook point or tool *tag*, newline included."""
-    return "quantum-vnic %s: %s: %s\n" % (tag, level, one_line(redact(message)))
+def stderr_text(tag, messages):
+    """The stderr form of ``(level, text, trace)`` *messages* of hook point or tool *tag*:
+    a line per message; a traceback (trace, or None) stays multi-line, redacted."""
+    lines = []
+    for level, text, trace in messages:
+        lines.append("quantum-vnic %s: %s: %s\n" % (tag, level, one_line(redact(text))))
+        if trace is not None:
+            lines.append(redact(trace) + "\n")
+    return "".join(lines)
 
 
 class Logger:
@@ -117,23 +123,25 @@ class Logger:
         text = message % args if args else message
         captured = self._captured()
         if captured is not None:
-            captured.append((level, text if trace is None else text + "\n" + trace))
+            captured.append((level, text, trace))
             return
-        line = stderr_line(self.tag, level, text)
-        if trace is not None:  # readable on stderr; redacted all the same
-            line += redact(trace) + "\n"
         try:
-            (self.stream or sys.stderr).write(line)
+            (self.stream or sys.stderr).write(stderr_text(self.tag, [(level, text, trace)]))
         except (OSError, ValueError):
             pass  # nowhere left to say it; the exit code still tells
+        self.to_syslog(self.tag, [(level, text, trace)])
+
+    def to_syslog(self, tag, messages):
+        """Send ``(level, text, trace)`` *messages* of *tag* to syslog, when it is on."""
         if self.syslog is not None:
-            self.syslog.send(self.tag, level, text if trace is None else text + "\n" + trace)
+            for level, text, trace in messages:
+                self.syslog.send(tag, level, text if trace is None else text + "\n" + trace)
 
     # --- the helper runs hooks for other processes: their lines go back to them ----------
 
     def capture(self):
-        """Context manager: this thread's messages are collected as ``(level, text)``
-        instead of written (the helper answers a hook with them)."""
+        """Context manager: this thread's messages are collected as ``(level, text,
+        trace)`` instead of written (the helper answers a hook with them: stderr_text)."""
         import contextlib
         import threading
 

@@ -80,6 +80,9 @@ class OpenVSwitchDriver(VnicDriver):
             # The bridge the privileged side used: its own config's, which the hook does not send.
             LOG.info("hybrid devices for port %s ready, %s on %s", vnic.port_id, done["port"], done["bridge"])
 
+    def plug_needs_mac(self, vnic):
+        return self.mode(vnic) == HOOK  # the port's attached-mac
+
     def plug(self, vnic):
         mode = self.mode(vnic)
         wait = self._option("wait_timeout")

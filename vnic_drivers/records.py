@@ -54,14 +54,29 @@ def save(config, vnic, logger):
 
 
 def remove(config, vnic, logger):
-    """Forget *vnic*'s record; nothing to do when there is none."""
+    """Forget *vnic*'s record; nothing to do when there is none.
+
+    The helper runs this as root for the ``after_*`` hooks it runs (helper/hook_runner.py)
+    in vdsm's directory: the directory is opened without following a symlink in its
+    place, and only ``PORT_ID.json`` in it is removed.
+    """
     path = _path(config, vnic.port_id)
+    directory, name = os.path.split(path)
     try:
-        os.unlink(path)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        logger.warning("cannot remove %s: %s", path, err.strerror)
+        return
+    try:
+        os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except OSError as err:
         logger.warning("cannot remove %s: %s", path, err.strerror)
+    finally:
+        os.close(dir_fd)
 
 
 def recorded_mac(config, vnic):
