@@ -760,21 +760,35 @@ def test_exits_when_idle(host):
 
 
 def test_doctor_checks_the_helper(host):
+    """ok at the default socket path; at another path a warning: after_* hooks look at
+    the default path before they read the config."""
     box, workdir, config, helper = host
-    done = as_vdsm.run_as_vdsm(workdir, [sys.executable, "-c", textwrap.dedent("""
-        import argparse, json, sys
-        sys.path.insert(0, %r)
-        from vnic_drivers import doctor
-        parser = argparse.ArgumentParser()
-        doctor.add_arguments(parser)
-        ctx = doctor.Context(parser.parse_args(["--config", %r]))
-        result = doctor.check_helper(ctx)
-        print(json.dumps(result.as_dict("helper")))
-    """ % (REPO, config))], netns=box.name, as_root=True, config=config)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["status"] == "ok", result
-    assert "vdsm" in result["message"]
+    from vnic_drivers.helper import DEFAULT_SOCKET
+
+    at_default = os.path.join(workdir, "shared", "default-socket.conf")
+    with open(config, encoding="utf-8") as stream:
+        text = stream.read()
+    with open(at_default, "w", encoding="utf-8") as stream:
+        stream.write(text.replace("socket = %s\n" % helper.socket, "socket = %s\n" % DEFAULT_SOCKET))
+    os.chmod(at_default, 0o644)
+    results = {}
+    for name, path in (("private", config), ("default", at_default)):
+        done = as_vdsm.run_as_vdsm(workdir, [sys.executable, "-c", textwrap.dedent("""
+            import argparse, json, sys
+            sys.path.insert(0, %r)
+            from vnic_drivers import doctor
+            parser = argparse.ArgumentParser()
+            doctor.add_arguments(parser)
+            ctx = doctor.Context(parser.parse_args(["--config", %r]))
+            result = doctor.check_helper(ctx)
+            print(json.dumps(result.as_dict("helper")))
+        """ % (REPO, path))], netns=box.name, as_root=True, config=path, helper_socket=helper.socket)
+        assert done.returncode == 0, done.stderr
+        results[name] = json.loads(done.stdout)
+    assert results["default"]["status"] == "ok", results
+    assert "answers vdsm on %s" % DEFAULT_SOCKET in results["default"]["message"]
+    assert results["private"]["status"] == "warn", results
+    assert "look for it at %s before they read the config" % DEFAULT_SOCKET in results["private"]["message"]
 
 
 def test_sighup_with_a_bad_config_keeps_the_running_one(host):
