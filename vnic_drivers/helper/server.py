@@ -40,7 +40,6 @@ from . import protocol
 
 SD_LISTEN_FDS_START = 3
 MAX_CONNECTIONS = 256  # beyond this a caller is refused (and uses sudo)
-LOGGER = log.LOGGER_NAME
 
 
 class PortLocks:
@@ -264,6 +263,9 @@ class Helper:
                     final = _refusal(str(err))
                     self.logger.warning("uid %d: %s", uid, err)
                     return
+                if operation == protocol.RUN_HOOK:
+                    self.run_hook(conn, uid, args)
+                    return  # its answer is not a JSON line: nothing may follow on this connection
                 conn.sendall(protocol.encode(self.answer(uid, operation, args)))
         except (socket.timeout, OSError):
             return  # the client went away or was too slow: nothing to answer
@@ -294,6 +296,30 @@ class Helper:
         self.logger.info("uid %d: %s %s: %s (%.1f ms)", uid, operation, _describe(args), outcome,
                          (time.monotonic() - start) * 1000)
         return reply
+
+
+    def run_hook(self, conn, uid, args):
+        """A whole after_* hook point for a hook process (:mod:`.hook_runner`), answered
+        in run_hook's frames (:mod:`.protocol`)."""
+        from ..host import InProcessHost
+        from . import hook_runner
+
+        start = time.monotonic()
+        settings = self.settings
+        try:
+            hook_point, environ = hook_runner.parse(args)
+            with self.locks.hold(port_key(args)):
+                hook = hook_runner.HookRun(hook_point, environ, settings.config, InProcessHost())
+                bound = hook.bound(settings.client_timeout)
+                conn.sendall(protocol.ACCEPTED + protocol.BOUND.pack(min(bound, 0xFFFF)))
+                code, text = hook.run()
+        except hook_runner.Declined as err:
+            conn.sendall(protocol.DECLINED)
+            self.logger.info("uid %d: run_hook %s: declined: %s", uid, _describe(args), err)
+            return
+        conn.sendall(protocol.result_frame(code, text))
+        self.logger.info("uid %d: run_hook %s: exit %d (%.1f ms)", uid, _describe(args), code,
+                         (time.monotonic() - start) * 1000)
 
 
 class LineReader:
