@@ -13,7 +13,7 @@ it as the RPM does (``packaging/quantum-vnic.spec``): ``vnic_drivers/`` of the c
 being measured copied into site-packages and byte-compiled (vdsm cannot write
 ``__pycache__``; the RPM ships the ``.pyc``), each ``hooks/<point>`` as
 ``<point>/50_quantum_vnic`` with the shebang ``#!<venv python> -I``, and the privileged
-entry point the same way. Standard library only (it runs before anything is imported).
+entry point and the resident helper the same way. Standard library only (it runs before anything is imported).
 """
 
 import ast
@@ -31,7 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAMP = ".quantum-vnic-stamp"
 HOOKS_DIR = "vdsm-hooks"  # <venv>/vdsm-hooks/<point>/50_quantum_vnic, as /usr/libexec/vdsm/hooks
 HOOK_FILE = "50_quantum_vnic"
-PRIVILEGED = "libexec/quantum-vnic/quantum-vnic-privileged"  # relative to the venv
+LIBEXEC = "libexec/quantum-vnic"  # relative to the venv: the root programs, as the RPM's
 VERSIONS = ("lxml", "pyroute2", "ovs", "requests")  # what the table header names
 
 
@@ -148,7 +148,7 @@ def _install_script(source, target, python):
 
 def install(target, repo=REPO):
     """A copy of the cached venv at *target* with *repo*'s package installed as the RPM
-    installs it; returns ``{"python", "hooks", "privileged", "versions"}``."""
+    installs it; returns ``{"python", "hooks", "privileged", "helper", "versions"}``."""
     cache = cached_venv()
     with _locked(cache):
         shutil.copytree(cache, target, symlinks=True, copy_function=_link_or_copy,
@@ -162,11 +162,13 @@ def install(target, repo=REPO):
     hooks = os.path.join(target, HOOKS_DIR)
     for name in sorted(os.listdir(os.path.join(repo, "hooks"))):
         _install_script(os.path.join(repo, "hooks", name), os.path.join(hooks, name, HOOK_FILE), python)
-    privileged = os.path.join(target, PRIVILEGED)
-    _install_script(os.path.join(repo, "packaging", "quantum-vnic-privileged"), privileged, python)
+    programs = {}
+    for name in ("privileged", "helper"):
+        programs[name] = os.path.join(target, LIBEXEC, "quantum-vnic-" + name)
+        _install_script(os.path.join(repo, "packaging", "quantum-vnic-" + name), programs[name], python)
     for directory, _, _ in os.walk(target):
         os.chmod(directory, 0o755)  # vdsm runs it; root's umask may be stricter
-    return {"python": python, "hooks": hooks, "privileged": privileged, "versions": describe(python)}
+    return dict(programs, python=python, hooks=hooks, versions=describe(python))
 
 
 def describe(python):

@@ -13,14 +13,16 @@ old-style replica use that same interpreter.
 
 Builds a throwaway host (a network namespace with ``;vdsmdummy;``, an agent-style
 ``brq…`` bridge and two private ovsdb-servers: ``br-int`` empty in one, with N ports,
-default 5,000, in the other), starts one ``quantum-vnic-helper`` per database through
-``systemd-socket-activate`` as systemd would (``tests/test_helper.py``'s way), and runs
-every sample as a whole process of the user ``vdsm`` (``setpriv``, in a
-``tests/as_vdsm.py`` mount namespace: the packaged sudoers drop-in, vdsm's config at
-``/etc/vdsm/quantum_vnic.conf``). In that namespace ``/run`` is a fresh tmpfs (checked),
-so nothing reaches the machine's ``/run``: vdsm's ``/run/vdsm`` (the MAC records) and
-the helper socket's fixed path, where the helper of the subject is bind-mounted (0 ports
-or N ports) or nothing is (the sudo-fallback subjects), as the config is switched.
+default 5,000, in the other), and runs every sample as a whole process of the user
+``vdsm`` (``setpriv``, in a ``tests/as_vdsm.py`` mount namespace: the packaged sudoers
+drop-in, vdsm's config at ``/etc/vdsm/quantum_vnic.conf``). In that namespace ``/run``
+is a fresh tmpfs (checked), so nothing reaches the machine's ``/run``: it holds vdsm's
+``/run/vdsm`` (the MAC records) and the helper socket's fixed path. There the driver
+starts the venv's ``quantum-vnic-helper`` once per database through
+``systemd-socket-activate`` as systemd would (root, its own config bound at the config
+path; it shares the private ``/run``, where it removes the records at
+``after_device_destroy``), and binds the helper of the subject at the fixed path (0 ports
+or N ports), or leaves it empty (the sudo-fallback subjects), as it switches the config.
 Rounds are interleaved (every subject once per round) so machine noise hits all alike;
 medians. Every sample is checked: exit code, nothing unexpected on stderr (a WARNING, an
 ERROR, a traceback), and the host or file in the state the hook should have left; the
@@ -41,6 +43,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -90,33 +94,30 @@ def add_ports(ovs, count):
 def outside(args):
     import clean_python
     from tests import as_vdsm
-    from tests.test_helper import Helper
     from vnic_drivers import naming, sandbox
 
     reason = as_vdsm.required_tools() or sandbox.missing_requirements()
     if reason:
         raise SystemExit("bench: cannot run here: %s" % reason)
+    if shutil.which("systemd-socket-activate") is None:
+        raise SystemExit("bench: cannot run here: needs systemd-socket-activate (apt-get install systemd)")
     with as_vdsm.workdir() as workdir, sandbox.Sandbox("qvnic-bench") as box:
         installed = clean_python.install(os.path.join(workdir, "venv"))
         box.add_bridge(naming.VDSM_DUMMY_BRIDGE)
         box.add_bridge(naming.linux_bridge_name(NETWORK))
         shared = os.path.join(workdir, "shared")
-        dbs, helpers, configs, sockets = {}, [], {}, {}
+        dbs, configs = {}, {}
         try:
             for ports in (0, args.ports):
                 directory = tempfile.mkdtemp(prefix="db%d-" % ports, dir=box.directory)
                 dbs[ports] = sandbox.PrivateOvs(directory, box.name).start(vswitchd=False)
                 add_ports(dbs[ports], ports)
-                # No [helper] socket: the hooks use the default, the fixed path the driver
-                # binds this database's helper at (or leaves empty, for the sudo subjects).
+                # No [helper] socket: the default, the fixed path where the driver binds this
+                # database's helper (or nothing, for the sudo subjects).
                 configs[ports] = write(os.path.join(shared, "ports%d.conf" % ports),
                                        "[openvswitch]\novsdb = %s\n[helper]\nidle_timeout = 0\n"
                                        % dbs[ports].remote)
-                helper = Helper(workdir, box.name, configs[ports], name="helper%d" % ports)
-                helpers.append(helper.start())
-                helper.ping()
-                sockets[ports] = helper.socket
-            spec = {"configs": configs, "sockets": sockets, "rounds": args.rounds, "ports": args.ports,
+            spec = {"configs": configs, "rounds": args.rounds, "ports": args.ports,
                     "uid": as_vdsm.vdsm_uid(), "remotes": {k: v.remote for k, v in dbs.items()},
                     "workdir": shared, "installed": installed,
                     "host_mntns": os.readlink("/proc/self/ns/mnt"), "host_run_dev": os.stat("/run").st_dev}
@@ -131,8 +132,6 @@ def outside(args):
                 raise SystemExit(ours[-1] if ours else "bench: driver failed: %s" % "\n".join(lines[-30:]))
             result = json.loads(done.stdout)
         finally:
-            for helper in helpers:
-                helper.stop()
             for ovs in dbs.values():
                 ovs.stop()
     table = report(result, installed["versions"], args)
@@ -143,6 +142,55 @@ def outside(args):
 
 
 # --- inside: root in vdsm's view of the host, timing processes of vdsm ---------------------
+
+class ResidentHelper:
+    """The venv's ``quantum-vnic-helper`` under ``systemd-socket-activate``, as systemd
+    starts it from the socket unit: root, in the driver's network namespace and private
+    /run (the MAC records it removes for ``after_device_destroy`` are the hooks'), in a
+    mount namespace of its own where *config* is ``/etc/vdsm/quantum_vnic.conf``."""
+
+    BIND_AND_EXEC = ("import os, subprocess, sys; subprocess.run(['mount', '--bind', sys.argv[1], "
+                     "sys.argv[2]], check=True); os.execvp(sys.argv[3], sys.argv[3:])")
+
+    def __init__(self, program, config, socket, log_path, gid):
+        self.program, self.config, self.socket, self.log_path, self.gid = program, config, socket, log_path, gid
+        self.process = None
+
+    def start(self):
+        from vnic_drivers.helper import client
+
+        os.makedirs(os.path.dirname(self.socket), mode=0o755, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            self.process = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "--", sys.executable, "-I", "-c",
+                 self.BIND_AND_EXEC, self.config, ROOT_CONFIG,
+                 "systemd-socket-activate", "-l", self.socket, self.program],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while True:  # the file appears at bind(), before listen(); a connection starts it
+            try:
+                client.call(self.socket, "ping", {}, 20)
+                break
+            except client.Unavailable:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    with open(self.log_path, encoding="utf-8", errors="replace") as stream:
+                        said = " | ".join(stream.read().strip().splitlines()[-5:])
+                    raise SystemExit("bench: quantum-vnic-helper did not start: %s" % said)
+                time.sleep(0.05)
+        # What quantum-vnic-helper.socket's SocketMode=0660 and SocketGroup= give it.
+        os.chown(self.socket, 0, self.gid)
+        os.chmod(self.socket, 0o660)
+        return self
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
 
 class Driver:
     def __init__(self, spec):
@@ -169,6 +217,9 @@ class Driver:
         self.socket = helper_socket()
         self.private_run()
         self.install_privileged(installed["privileged"])
+        # One helper per database, on sockets of their own in the private /run; use()
+        # binds one of them at the fixed path.
+        self.helpers, self.sockets = [], {}
         from pyroute2 import IPRoute
 
         self.ipr = IPRoute()
@@ -213,7 +264,7 @@ class Driver:
                 umount(ROOT_CONFIG)
             mount("--bind", config, ROOT_CONFIG)
             self.bound_config = config
-        socket = self.spec["sockets"][str(ports)] if helper else None
+        socket = self.sockets[str(ports)] if helper else None
         if socket != self.bound_socket:
             if self.bound_socket is not None:
                 umount(self.socket)
@@ -391,12 +442,22 @@ class Driver:
         self.oldstyle(n)
 
     def run(self):
-        self.round()  # warm-up (caches, the helpers' first requests); checked, not kept
-        self.samples = {}
-        load = [os.getloadavg()]
-        for _ in range(self.spec["rounds"]):
-            self.round()
-        load.append(os.getloadavg())
+        try:
+            for key, config in self.spec["configs"].items():
+                self.sockets[key] = os.path.join("/run/qvnic-bench", "helper%s.sock" % key)
+                self.helpers.append(ResidentHelper(
+                    self.spec["installed"]["helper"], config, self.sockets[key],
+                    os.path.join(self.spec["workdir"], "helper%s.log" % key), self.uid))
+                self.helpers[-1].start()
+            self.round()  # warm-up (caches, the helpers' first requests); checked, not kept
+            self.samples = {}
+            load = [os.getloadavg()]
+            for _ in range(self.spec["rounds"]):
+                self.round()
+            load.append(os.getloadavg())
+        finally:
+            for helper in self.helpers:
+                helper.stop()
         return {"samples": self.samples, "load": load}
 
 
