@@ -23,10 +23,12 @@ starts the venv's ``quantum-vnic-helper`` once per database through
 path; it shares the private ``/run``, where it removes the records at
 ``after_device_destroy``), and binds the helper of the subject at the fixed path (0 ports
 or N ports), or leaves it empty (the sudo-fallback subjects), as it switches the config.
-Rounds are interleaved (every subject once per round) so machine noise hits all alike;
-medians. Every sample is checked: exit code, nothing unexpected on stderr (a WARNING, an
-ERROR, a traceback), and the host or file in the state the hook should have left; the
-first failure stops the bench with one line, so a misconfigured run prints no table.
+Rounds are interleaved (every subject once per round, the groups of subjects shuffled
+per round with a fixed seed, a 50 ms rest before each sample) so machine noise and the
+echo of the step before hit all alike; medians. Every sample is checked: exit code,
+nothing unexpected on stderr (a WARNING, an ERROR, a traceback), and the host or file in
+the state the hook should have left; the first failure stops the bench with one line, so
+a misconfigured run prints no table.
 
 Subjects: the baselines; a non-Quantum device (no ``provider_type``: the hook must leave
 at once); XML-only ``before_device_create`` (plain OVS, Linux Bridge); hybrid plug
@@ -43,6 +45,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import statistics
@@ -65,6 +68,7 @@ ROOT_CONFIG = "/etc/vdsm/quantum_vnic.conf"
 # own constant once it has one.
 HELPER_SOCKET = "/run/quantum-vnic/helper.sock"
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+SETTLE = 0.05  # seconds of rest before every timed sample
 
 
 def helper_socket():
@@ -322,6 +326,7 @@ class Driver:
         *check()* returns what is wrong with the host or the file afterwards, or None.
         """
         argv = ["setpriv", "--reuid=%d" % self.uid, "--regid=%d" % self.uid, "--init-groups", "--"] + argv
+        time.sleep(SETTLE)  # let the untimed step before (a check, a clean-up) finish its echoes
         start = time.perf_counter()
         done = subprocess.run(argv, env=env or {"PATH": PATH}, capture_output=True, text=True, check=False)
         elapsed = time.perf_counter() - start
@@ -415,31 +420,55 @@ class Driver:
                                       qvo_on_br_int=(lambda: self.on_br_int(ports, self.qvo), True)))
         self.clean()
 
-    def round(self):
+    def groups(self):
+        """The subjects in groups that each start and leave the host clean, so a round can
+        run them in any order; the order within a group is a VM's lifecycle."""
         n = self.ports
         no_record = self.expect(record=(lambda: os.path.exists(self.record), False))
-        self.use(0, helper=True)
-        self.sample("pass", [self.python, "-I", "-c", "pass"], quiet=True)
-        self.sample("lxml", [self.python, "-I", "-c", "import lxml.etree"], quiet=True)
-        self.sample("machine-pass", [sys.executable, "-I", "-c", "pass"], quiet=True)
-        self.hook("nonquantum", "before_device_create", None,
-                  check=self.domxml_unchanged)
-        self.hook("xml-ovs", "before_device_create", "OPEN_VSWITCH",
-                  check=lambda: self.domxml_has("virtualport", PORT, self.tap) or
-                  self.expect(record=(lambda: os.path.exists(self.record), True))())
-        self.hook("destroy-ovs", "after_device_destroy", "OPEN_VSWITCH", check=no_record)
-        self.hook("xml-lb", "before_device_create", "LINUX_BRIDGE",
-                  check=lambda: self.domxml_has("vdsmdummy", self.tap))
-        self.lb_plug("lb-helper")
-        self.hook("destroy-lb", "after_device_destroy", "LINUX_BRIDGE", check=no_record)
-        self.hybrid_trio(0, "helper")
-        self.use(0, helper=False)
-        self.hybrid_trio(0, "sudo", fallback=True)
-        self.lb_plug("lb-sudo", fallback=True)
-        self.use(n, helper=True)
-        self.hybrid_trio(n, "helper-%d" % n)
-        self.oldstyle(0)
-        self.oldstyle(n)
+
+        def baselines():
+            self.sample("pass", [self.python, "-I", "-c", "pass"], quiet=True)
+            self.sample("lxml", [self.python, "-I", "-c", "import lxml.etree"], quiet=True)
+            self.sample("machine-pass", [sys.executable, "-I", "-c", "pass"], quiet=True)
+
+        def plain():
+            self.use(0, helper=True)
+            self.hook("nonquantum", "before_device_create", None, check=self.domxml_unchanged)
+            self.hook("xml-ovs", "before_device_create", "OPEN_VSWITCH",
+                      check=lambda: self.domxml_has("virtualport", PORT, self.tap) or
+                      self.expect(record=(lambda: os.path.exists(self.record), True))())
+            self.hook("destroy-ovs", "after_device_destroy", "OPEN_VSWITCH", check=no_record)
+
+        def linux_bridge():
+            self.use(0, helper=True)
+            self.hook("xml-lb", "before_device_create", "LINUX_BRIDGE",
+                      check=lambda: self.domxml_has("vdsmdummy", self.tap))
+            self.lb_plug("lb-helper")
+            self.hook("destroy-lb", "after_device_destroy", "LINUX_BRIDGE", check=no_record)
+
+        def hybrid():
+            self.use(0, helper=True)
+            self.hybrid_trio(0, "helper")
+
+        def sudo():
+            self.use(0, helper=False)
+            self.hybrid_trio(0, "sudo", fallback=True)
+            self.lb_plug("lb-sudo", fallback=True)
+
+        def hybrid_ports():
+            self.use(n, helper=True)
+            self.hybrid_trio(n, "helper-%d" % n)
+
+        return [baselines, plain, linux_bridge, hybrid, sudo, hybrid_ports,
+                lambda: self.oldstyle(0), lambda: self.oldstyle(n)]
+
+    def round(self, number):
+        """Every group once, in an order of its own (seeded by *number*): what runs just
+        before a subject (an OVSDB transaction, netdev deletions) is not always the same."""
+        groups = self.groups()
+        random.Random(number).shuffle(groups)
+        for group in groups:
+            group()
 
     def run(self):
         try:
@@ -449,11 +478,11 @@ class Driver:
                     self.spec["installed"]["helper"], config, self.sockets[key],
                     os.path.join(self.spec["workdir"], "helper%s.log" % key), self.uid))
                 self.helpers[-1].start()
-            self.round()  # warm-up (caches, the helpers' first requests); checked, not kept
+            self.round(0)  # warm-up (caches, the helpers' first requests); checked, not kept
             self.samples = {}
             load = [os.getloadavg()]
-            for _ in range(self.spec["rounds"]):
-                self.round()
+            for number in range(1, self.spec["rounds"] + 1):
+                self.round(number)
             load.append(os.getloadavg())
         finally:
             for helper in self.helpers:
@@ -515,8 +544,9 @@ def report(result, python, args):
              "",
              "Interpreter: a clean venv of %s %s (%s; no system site-packages, no .pth file) with "
              "%s; vnic_drivers/ copied and byte-compiled as the RPM does; hooks run as installed "
-             "(`<point>/50_quantum_vnic`, `#!<venv>/bin/python -I`). %d interleaved rounds, "
-             "medians, every sample a whole process of vdsm (setpriv), checked (exit code, "
+             "(`<point>/50_quantum_vnic`, `#!<venv>/bin/python -I`). %d interleaved rounds (groups shuffled "
+             "per round, 50 ms rest before each sample), medians, every sample a whole process of "
+             "vdsm (setpriv), checked (exit code, "
              "stderr, host state)." % (python["implementation"], python["python"], python["base"],
                                        libraries, args.rounds),
              "",
