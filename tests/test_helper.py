@@ -35,7 +35,7 @@ NETWORK = "7c9d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
 MAC = "00:1a:4a:16:01:51"
 VM = "d1b3a52e-6f6b-4c1d-9a3e-3c1f00d0c0de"
 HELPER_MAIN = ("import sys; sys.path.insert(0, %r); from vnic_drivers.helper.server import main; "
-               "sys.exit(main())" % REPO)
+               "sys.exit(main())")
 
 
 def _skip_reason():
@@ -65,8 +65,9 @@ def write_config(path, helper_socket, ovsdb, **helper):
 class Helper:
     """quantum-vnic-helper under systemd-socket-activate, as root in *netns*."""
 
-    def __init__(self, workdir, netns, config, name="helper"):
+    def __init__(self, workdir, netns, config, name="helper", repo=REPO):
         self.workdir, self.netns, self.config = workdir, netns, config
+        self.repo = repo  # whose vnic_drivers it runs (bench/unplug.py: also an older tree's)
         self.socket = os.path.join(workdir, "run", name + ".sock")
         self.log_path = os.path.join(workdir, name + ".log")
         self.process = None
@@ -78,7 +79,7 @@ class Helper:
         with open(self.log_path, "a", encoding="utf-8") as log:
             self.process = subprocess.Popen(
                 as_vdsm.command(self.workdir, ["systemd-socket-activate", "-l", self.socket,
-                                               sys.executable, "-I", "-c", HELPER_MAIN],
+                                               sys.executable, "-I", "-c", HELPER_MAIN % self.repo],
                                 netns=self.netns, as_root=True, config=self.config),
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 20
