@@ -18,7 +18,7 @@ unpacked with ``git archive`` into a temp dir: the baseline). Every round, inter
   ``ovs_unplug`` followed at once by ``ovs_hybrid_plug`` of the same port (a VM restarted
   right away: the plug waits on the port's lock for the deletion);
 - the kernel part alone, in-process: the hybrid devices deleted one request per device
-  (the baseline's way) and with ``netlink.take_down(...).finish()`` (one batch).
+  (the baseline's way) and with ``netlink.hybrid_prepare_removal(...).finish()`` (one batch).
 
 The helpers' own timings come from their logs (``ovs_unplug ...: done (X ms)``, and this
 tree's ``after the answer: done (Y ms)``). Medians; ratios against the baseline of the
@@ -152,7 +152,7 @@ def make_driver(spec):
             netlink.hybrid_create(qbr, qvb, qvo)
             start = time.perf_counter()
             if batched:
-                netlink.hybrid_take_down(qbr, qvb, qvo).finish()
+                netlink.hybrid_prepare_removal(qbr, qvb, qvo).finish()
             else:
                 for name in (qvo, qbr):  # the baseline's way: qvo takes qvb along
                     self.ipr.link("del", index=self.ipr.link_lookup(ifname=name)[0])
@@ -204,7 +204,7 @@ def report(samples, args):
         ("client: ovs_unplug + ovs_hybrid_plug at once, baseline helper", "replug-calls-old", None),
         ("client: ovs_unplug + ovs_hybrid_plug at once, this helper", "replug-calls-new", "replug-calls-old"),
         ("kernel: hybrid devices deleted one request per device", "kernel-one-by-one", None),
-        ("kernel: hybrid devices deleted in one batch (take_down + finish)", "kernel-batch", "kernel-one-by-one"),
+        ("kernel: hybrid devices deleted in one batch (prepare_removal + finish)", "kernel-batch", "kernel-one-by-one"),
     ]
     lines = ["%s; %s; Python %s; %d cores; %d interleaved rounds, medians; baseline: %s"
              % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), platform.platform(),

@@ -99,9 +99,9 @@ def remove(ovsdb_remote, bridge, name, qvo_port, tap_port):
 def _remove_devices(names):
     from . import netlink
 
-    # qvo, qvb, tap, then the bridge; all in one kernel batch where netlink.take_down can.
+    # qvo, qvb, tap, then the bridge; all in one kernel batch where netlink.prepare_removal can.
     order = [naming.HYBRID_VETH_OVS_SIDE_PREFIX, naming.HYBRID_VETH_BRIDGE_SIDE_PREFIX,
              naming.TAP_PREFIX, naming.HYBRID_BRIDGE_PREFIX]
-    removal = netlink.take_down((names[prefix], KINDS[prefix]) for prefix in order)
+    removal = netlink.prepare_removal((names[prefix], KINDS[prefix]) for prefix in order)
     removal.finish()  # a veth end takes its peer along: that is fine
     return {"devices": removal.names, "devices_kept": removal.kept}

@@ -394,7 +394,7 @@ def hybrid_create(bridge, veth_bridge_side, veth_ovs_side, mtu=None):
             for index, name in ((inner, veth_bridge_side), (outer, veth_ovs_side), (bridge_index, bridge)):
                 step.text = "set %s%s up" % (name, "" if mtu is None else " mtu %d" % mtu)
                 # group 0: a device reused from an unplug that died between marking it
-                # for removal and deleting it (see take_down) leaves the removal group.
+                # for removal and deleting it (see prepare_removal) leaves the removal group.
                 if mtu is None:
                     ipr.link("set", index=index, state="up", group=0)
                 else:
@@ -418,15 +418,14 @@ def undo_links(created):
 
 def delete_links(names):
     """Delete each device of *names* that exists (a veth end takes its peer along), in
-    one kernel batch where :func:`take_down` can; only for devices this call made."""
-    names = list(names)
-    take_down([(name, None) for name in names]).finish()
+    one kernel batch where :func:`prepare_removal` can; only for devices this call made."""
+    prepare_removal([(name, None) for name in names]).finish()
 
 
 # --- Deleting several devices at once ---
 # Deleting a netdev waits for RCU grace periods, once per deletion request: the veth pair
 # qvo/qvb and the bridge qbr deleted one after the other cost two such waits (~50 ms on
-# the 2-core development VM), deleted in one batch one (~35 ms; bench/unplug.py). The
+# the 2-core development VM), deleted in one batch one (~35-40 ms; bench/unplug.py). The
 # kernel deletes in one batch (one unregister_netdevice_many) only when asked to delete
 # a device *group*: RTM_DELLINK with IFLA_GROUP and no device deletes EVERY device of the
 # namespace whose group (IFLA_GROUP, 0 by default) is that number. So a group is used
@@ -436,19 +435,21 @@ def delete_links(names):
 #   0x51000000-0x51ffffff are reserved for quantum-vnic (README, "Open vSwitch"); nothing
 #   else on an oVirt host sets device groups, and nothing of quantum-vnic puts a device
 #   in such a group except this code, right before deleting it;
-# - the devices: only those take_down() has just checked (the name derived from the port
-#   id AND the kind this project creates), never one found by its group;
+# - the devices: only those prepare_removal() has just checked (the name derived from
+#   the port id AND the kind this project creates; a veth only when paired with the
+#   other checked end), never one found by its group;
 # - the group must be empty when they join it (_group_is_empty, asked of the kernel just
 #   before): a device someone else put in that group, or two of our ports whose numbers
-#   collide, make take_down() fall back to deleting its devices one at a time, by the
+#   collide, make the removal fall back to deleting its devices one at a time, by the
 #   ifindex it checked; the other device is never touched. A device put in the group by
-#   another program in the milliseconds between that check and the deletion would go
-#   too: only a program using quantum-vnic's reserved numbers could do that.
+#   another program between that check and the deletion (milliseconds; in the helper,
+#   until its answer is sent) would go too: only a program using quantum-vnic's
+#   reserved numbers could do that;
 # - a process that dies between marking and deleting (the hook killed, the helper
-#   killed after answering ovs_unplug) leaves devices that are down, in the group, and
-#   still named and of the kind they were: the next unplug and quantum-vnic cleanup
-#   find them by name and kind as before (the group not being empty, one at a time),
-#   and the next plug reuses them and puts them back in group 0 (hybrid_create).
+#   killed after answering ovs_unplug) leaves devices in the group, still named and of
+#   the kind they were: the next unplug and quantum-vnic cleanup find them by name and
+#   kind as before (the group not being empty, they delete one at a time), and the
+#   next plug reuses them and puts them back in group 0 (hybrid_create).
 REMOVAL_GROUP_BASE = 0x51000000
 
 
@@ -480,11 +481,13 @@ def _group_is_empty(ipr, group):
 
 
 class Removal:
-    """Devices checked and taken out of service, to be deleted by :meth:`finish`.
+    """Devices checked and marked for deletion by :func:`prepare_removal`; :meth:`finish`
+    deletes them.
 
-    ``names``: what will be deleted (name and kind checked); ``kept``: devices with one
-    of the names but another kind, left alone. Until :meth:`finish` runs, the devices
-    are down (no traffic passes) and, when ``group`` is set, in that removal group.
+    ``names``: what will be deleted; ``kept``: devices with one of the names that are
+    not what this project makes, left alone. Until :meth:`finish` runs, the devices are
+    in the removal group ``group`` (None: it was not empty) and the one named by *cut*
+    is down.
     """
 
     def __init__(self, devices, kept, group):
@@ -494,8 +497,8 @@ class Removal:
         self.group = group
 
     def finish(self):
-        """Delete the devices: the whole group in one kernel batch, else (or for what the
-        batch left) one at a time by the ifindex that was checked. Idempotent."""
+        """Delete the devices: the whole group in one kernel batch, else (or when the
+        kernel refuses the batch) one at a time by the ifindex that was checked."""
         if not self.devices:
             return
         from pyroute2 import NetlinkError
@@ -508,19 +511,11 @@ class Removal:
                 except NetlinkError as err:
                     if err.code == errno.ENODEV:  # nobody left in the group: all gone
                         return
-                    # e.g. EOPNOTSUPP: a member the kernel cannot delete by group; the
-                    # batch deleted nothing, so do ours one at a time.
+                    # e.g. EOPNOTSUPP, a member the kernel cannot delete by group: the
+                    # batch deleted nothing, so delete ours one at a time.
             for name, index in self.devices:
-                try:
-                    links = ipr.get_links(index)
-                except NetlinkError as err:
-                    if err.code != errno.ENODEV:
-                        raise
-                    links = []
-                if not links or links[0].get_attr("IFLA_IFNAME") != name or links[0]["flags"] & IFF_UP:
-                    # Gone (a veth end takes its peer along), or up again: a plug of the
-                    # same port reused it meanwhile, so it is no longer ours to delete.
-                    continue
+                if _link_name_or_none(ipr, index) != name:
+                    continue  # gone (a veth end takes its peer along)
                 try:
                     ipr.link("del", index=index)
                 except NetlinkError as err:
@@ -528,28 +523,61 @@ class Removal:
                         raise
 
 
-def take_down(expected):
-    """Check the devices of *expected* (``(name, kind)`` pairs, newest first; kind None:
-    whatever its kind, for devices the calling operation made itself) and take the ones
-    that exist and are of that kind out of service: set down and, when their removal
-    group is empty, put in it. Returns the :class:`Removal` that deletes them.
+def _link_name_or_none(ipr, index):
+    from pyroute2 import NetlinkError
 
-    The one place that decides which devices an unplug, a cleanup or an undo deletes.
+    try:
+        return _link_name(ipr, index)
+    except NetlinkError as err:
+        if err.code != errno.ENODEV:
+            raise
+        return None
+
+
+def _get(ipr, name):
+    """The link message of device *name* (index, kind, peer in one request), or None."""
+    from pyroute2 import NetlinkError
+
+    try:
+        return ipr.link("get", ifname=name)[0]
+    except NetlinkError as err:
+        if err.code != errno.ENODEV:
+            raise
+        return None
+
+
+def _info(link, attr):
+    info = link.get_attr("IFLA_LINKINFO")
+    return info.get_attr(attr) if info else None
+
+
+def prepare_removal(expected, cut=None):
+    """Check the devices of *expected* (``(name, kind)`` pairs, in deletion order; kind
+    None: whatever its kind, for devices the calling operation made itself) and mark
+    the ones that are ours for deletion: in their removal group when it is empty, and
+    *cut* (a name of *expected*, or None) set down at once. Returns the :class:`Removal`
+    whose :meth:`~Removal.finish` deletes them; nothing is deleted before.
+
+    A device is ours when it exists and is of its kind; a veth moreover only when its
+    peer is one of the other devices checked here (deleting a veth end deletes its peer:
+    never one that was not checked). The one place that decides which devices an unplug,
+    a cleanup or an undo deletes.
     """
     from pyroute2 import NetlinkError
 
     expected = list(expected)
     if not any(link_exists(name) for name, _ in expected):
         return Removal([], [], None)
-    devices, kept = [], []
     with _netlink("remove %s" % ", ".join(name for name, _ in expected)) as ipr:
-        for name, kind in expected:
-            index = _lookup(ipr, name)
-            state = _read_link(ipr, index)
-            if state is None:
-                continue
-            if kind is None or state[3] == kind:
-                devices.append((name, index))
+        found = [(name, kind, _get(ipr, name)) for name, kind in expected]
+        found = [(name, kind, link) for name, kind, link in found if link is not None]
+        indexes = {link["index"] for _, _, link in found}
+        devices, kept = [], []
+        for name, kind, link in found:
+            if kind is None or (_info(link, "IFLA_INFO_KIND") == kind and (
+                    kind != "veth" or (link.get_attr("IFLA_LINK") in indexes
+                                       and link.get_attr("IFLA_LINK_NETNSID") is None))):
+                devices.append((name, link["index"]))
             else:
                 kept.append(name)
         groups = {removal_group(name) for name, _ in devices}
@@ -557,7 +585,11 @@ def take_down(expected):
         if group is not None and not _group_is_empty(ipr, group):
             group = None
         for name, index in devices:
-            changes = {"state": "down"} if group is None else {"state": "down", "group": group}
+            changes = {} if group is None else {"group": group}
+            if name == cut:
+                changes["state"] = "down"
+            if not changes:
+                continue
             try:
                 ipr.link("set", index=index, **changes)
             except NetlinkError as err:
@@ -582,9 +614,11 @@ def link_exists(name):
     return True
 
 
-def hybrid_take_down(bridge, veth_bridge_side, veth_ovs_side):
-    """The hybrid devices that exist and are of the kind we create, taken down for removal
-    (:func:`take_down`); the :class:`Removal` deletes them. A device with one of these
-    names but another kind was not made by this project: ``kept``, left alone."""
-    return take_down(((veth_ovs_side, "veth"), (veth_bridge_side, "veth"), (bridge, "bridge")))
-
+def hybrid_prepare_removal(bridge, veth_bridge_side, veth_ovs_side):
+    """The hybrid devices that are ours, marked for deletion (:func:`prepare_removal`),
+    the OVS side set down: from then on nothing passes between the port and br-int.
+    The bridge side and the bridge are closed by the deletion itself, in its one batch
+    (setting each down first would cost an RCU wait each). Devices with one of these
+    names that were not made by this project are ``kept``, left alone."""
+    return prepare_removal(((veth_ovs_side, "veth"), (veth_bridge_side, "veth"), (bridge, "bridge")),
+                           cut=veth_ovs_side)

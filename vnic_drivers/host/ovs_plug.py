@@ -60,8 +60,9 @@ def port_status(ovsdb_remote, bridge, port_id, hybrid, wait):
 def unplug(ovsdb_remote, port_id):
     """Remove the vNIC's OVS ports (qvo, tap) and hybrid devices; idempotent.
 
-    The OVS ports go first, then the hybrid devices are checked and set down: from then
-    on the host passes no traffic for the port and the agent sees it gone. Deleting the
+    The OVS ports go first (the agent sees the port gone), then the hybrid devices are
+    checked and marked for deletion, qvo set down: from then on the host passes no
+    traffic for the port (:func:`.netlink.hybrid_prepare_removal`). Deleting the
     devices (tens of milliseconds of the kernel's RCU waits) is the returned
     :class:`.privileged.Then`'s step: the resident helper runs it right after answering,
     every other caller before it returns (:func:`.privileged.run`).
@@ -78,7 +79,7 @@ def unplug(ovsdb_remote, port_id):
             ports, problem = ovsdb.delete_ports(db, names), None
     except HostError as err:
         ports, problem = [], err
-    removal = netlink.hybrid_take_down(qbr, qvb, qvo)
+    removal = netlink.hybrid_prepare_removal(qbr, qvb, qvo)
     if problem is not None:
         removal.finish()
         raise HostError("%s; ports %s may remain on the bridge (devices removed: %s)"
