@@ -153,6 +153,13 @@ def host():
             helper.stop()
 
 
+def settled(path, port_id):
+    """Return once the helper on *path* has finished every change to *port_id*, including
+    what an answered ovs_unplug still deletes: a read-only request for that port waits
+    on the port's lock. (Tests wait with this, never with a sleep.)"""
+    client.call(path, "ovs_port_status", {"port_id": port_id, "hybrid": True, "wait": 0}, 30)
+
+
 def as_vdsm_script(host, script, timeout=120, check=True):
     """Run Python *script* as vdsm in the sandbox; its JSON output."""
     box, workdir, config, _ = host
@@ -265,6 +272,78 @@ def test_refused_input_is_the_same_error_through_the_helper(host):
         client.call(helper.socket, "reboot", {}, 10)
 
 
+# --- ovs_unplug: answered once the port is cut off, its devices deleted after ------------
+
+def device_group(box, name):
+    """The device's group as ``ip`` shows it: "default" (0) or the number."""
+    done = subprocess.run(["ip", "-n", box.name, "-j", "-d", "link", "show", name],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)[0]["group"]
+
+
+def test_unplug_answers_before_deleting_and_ends_as_through_sudo(host):
+    """Through the helper, ovs_unplug answers once the OVS port is gone and qvo is down
+    (or already deleted), then deletes the devices; the end state and the result are
+    the same as through sudo, where the unplug returns after the deletion."""
+    box, _, _, helper = host
+    port = str(uuid.uuid4())
+    qbr, qvb, qvo = naming.hybrid_names(port)
+    plug = {"port_id": port, "mac": MAC, "vm_id": None, "mtu": None}
+    client.call(helper.socket, "ovs_hybrid_plug", plug, 30)
+    result = client.call(helper.socket, "ovs_unplug", {"port_id": port}, 30)
+    # At the answer (the deletion may have finished since, never the other way round):
+    qvo_state = box.links().get(qvo)
+    assert qvo_state is None or not qvo_state["up"], qvo_state
+    assert qvo not in box.ovs.vsctl("list-ports", "br-int").split()
+    settled(helper.socket, port)
+    through_helper = (result, [name for name in box.links() if name[3:] == port[:11]],
+                      box.ovs.vsctl("list-ports", "br-int").split())
+    assert "ovs_unplug port_id=\"%s\": after the answer: done" % port in helper.log()
+
+    through_sudo = as_vdsm_script(host, """
+        import json
+        from vnic_drivers.host import SudoHost, DEFAULT_PRIVILEGED_COMMAND
+        sudo = SudoHost(DEFAULT_PRIVILEGED_COMMAND)
+        sudo.call("ovs_hybrid_plug", **%r)
+        print(json.dumps(sudo.call("ovs_unplug", port_id=%r)))
+    """ % (plug, port))
+    assert through_helper == (through_sudo, [], box.ovs.vsctl("list-ports", "br-int").split())
+    assert result == {"ports": [qvo], "devices": [qvo, qvb, qbr], "kept": []}
+
+
+def test_a_port_restarted_right_after_its_unplug_ends_wired(host):
+    """A VM restarted at once: ovs_hybrid_plug right after ovs_unplug's answer, through
+    the helper, as vdsm. The plug waits on the port's lock until the deletion is done, so
+    every time it makes the devices anew and the port ends fully wired."""
+    box, _, _, helper = host
+    port = str(uuid.uuid4())
+    qbr, qvb, qvo = naming.hybrid_names(port)
+    plugs = as_vdsm_script(host, """
+        import json
+        from vnic_drivers.helper import client
+        plug = {"port_id": %r, "mac": %r, "vm_id": %r, "mtu": None}
+        results = [client.call(%r, "ovs_hybrid_plug", plug, 30)]
+        for _ in range(10):
+            client.call(%r, "ovs_unplug", {"port_id": plug["port_id"]}, 30)
+            results.append(client.call(%r, "ovs_hybrid_plug", plug, 30))
+        print(json.dumps(results))
+    """ % (port, MAC, VM, helper.socket, helper.socket, helper.socket))
+    assert [result["created"] for result in plugs] == [[qbr, qvb]] * 11, plugs
+    # In the helper's log, each plug comes after the deletion of the unplug before it.
+    events = [("deleted" if "after the answer" in line else "unplug" if "ovs_unplug" in line
+               else "plug") for line in helper.log().splitlines() if 'port_id="%s"' % port in line]
+    assert events == ["plug"] + ["unplug", "deleted", "plug"] * 10, events
+    links = box.links()
+    assert all(links[name]["up"] for name in (qbr, qvb, qvo)), links
+    assert links[qvb]["master"] == qbr
+    assert [device_group(box, name) for name in (qbr, qvb, qvo)] == ["default"] * 3
+    assert box.ovs.vsctl("get", "Interface", qvo, "external_ids:iface-id").strip().strip('"') == port
+    assert box.ovs.vsctl("list-ports", "br-int").split().count(qvo) == 1
+    client.call(helper.socket, "ovs_unplug", {"port_id": port}, 30)
+    settled(helper.socket, port)
+    assert not any(name[3:] == port[:11] for name in box.links())
+
+
 # --- the hooks as VDSM runs them --------------------------------------------------------
 
 def run_hooks(host, hook_point, vnics):
@@ -316,6 +395,8 @@ def vm_lifecycle(host):
     for vnic in vnics:
         box.delete_link(vnic.tap)  # QEMU exits: libvirt's tap goes
     said += run_hooks(host, "after_device_destroy", vnics)
+    for vnic in vnics:  # the helper deletes hybrid devices after its answer
+        settled(host[3].socket, vnic.port)
     return vnics, said, links, ports
 
 
@@ -595,19 +676,45 @@ def test_conflicting_changes_to_one_port_are_serialised(host):
     assert [bool(r["created"]) for r in result].count(True) == 1, result
     assert box.ovs.vsctl("list-ports", "br-int").split().count(naming.hybrid_names(port)[2]) == 1
     client.call(helper.socket, "ovs_unplug", {"port_id": port}, 30)
+    settled(helper.socket, port)
     assert not any(name[3:] == port[:11] for name in box.links())
 
 
 # --- lifetime -----------------------------------------------------------------------------
 
+def test_sigterm_finishes_the_deletion_of_an_answered_unplug(host):
+    box, workdir, _, _ = host
+    config = os.path.join(workdir, "shared", "term.conf")
+    term = Helper(workdir, box.name, config, name="term")
+    write_config(config, term.socket, box.ovs.remote)
+    term.start()
+    port = str(uuid.uuid4())
+    try:
+        client.call(term.socket, "ovs_hybrid_plug", {"port_id": port, "mac": MAC, "vm_id": None,
+                                                     "mtu": None}, 30)
+        pid = term.pid()
+        client.call(term.socket, "ovs_unplug", {"port_id": port}, 30)
+        os.kill(pid, signal.SIGTERM)  # while the deletion runs, or just after
+        term.process.wait(timeout=30)
+    finally:
+        term.stop()
+    assert not any(name[3:] == port[:11] for name in box.links())
+    assert 'ovs_unplug port_id="%s": after the answer: done' % port in term.log()
+
+
 def test_exits_when_idle(host):
+    """... and not before an answered unplug's deletion is done."""
     box, workdir, _, _ = host
     config = os.path.join(workdir, "shared", "idle.conf")
     idle = Helper(workdir, box.name, config, name="idle")
     write_config(config, idle.socket, box.ovs.remote, idle_timeout="1")
     idle.start()
+    port = str(uuid.uuid4())
     try:
         assert idle.ping()["uid"] == 0
+        client.call(idle.socket, "ovs_hybrid_plug", {"port_id": port, "mac": MAC, "vm_id": None,
+                                                     "mtu": None}, 30)
+        client.call(idle.socket, "ovs_unplug", {"port_id": port}, 30)
         deadline = time.monotonic() + 20
         while "idle for 1s: exiting" not in idle.log():
             assert time.monotonic() < deadline, idle.log()
@@ -616,6 +723,9 @@ def test_exits_when_idle(host):
             client.call(idle.socket, "ping", {}, 2)
     finally:
         idle.stop()
+    assert not any(name[3:] == port[:11] for name in box.links())
+    log = idle.log()
+    assert log.index('ovs_unplug port_id="%s": after the answer: done' % port) < log.index("exiting")
 
 
 def test_doctor_checks_the_helper(host):

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,7 +20,7 @@ import uuid
 import pytest
 
 from tests import ovs_fixture
-from tests.conftest import assert_one_line, host_skip_reason, quantum_properties
+from tests.conftest import assert_one_line, host_skip_reason, quantum_properties, unplug_marked_only
 from tests.vdsm import EXAMPLE_VM_ID, REPO, run_hook
 from vnic_drivers import naming
 
@@ -257,24 +256,13 @@ def removal_group(port):
     return str(netlink.removal_group(naming.tap_name(port)))
 
 
-def mark_only(ovs, port):
-    """ovs_unplug's first half in a process that then exits without its Then step: the
-    state a hook or helper killed between marking the devices and deleting them leaves."""
-    code = ("from vnic_drivers.host import ovs_plug, privileged\n"
-            "outcome = ovs_plug.unplug(%r, %r)\n"
-            "assert isinstance(outcome, privileged.Then), outcome\n" % (ovs.remote, port))
-    done = subprocess.run(["ip", "netns", "exec", ovs.netns, sys.executable, "-c", code],
-                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-
-
 def test_unplug_marks_the_devices_then_deletes_them_as_one_group(ovs):
     port = new_port()
     qbr, qvb, qvo = naming.hybrid_names(port)
     properties = hybrid_properties(port)
     assert_quiet(hook(ovs, "before_device_create", properties))
     assert {group(ovs, name) for name in (qbr, qvb, qvo)} == {"default"}
-    mark_only(ovs, port)
+    unplug_marked_only(ovs.netns, ovs.remote, port)
     # Marked: the OVS port is gone, qvo is down (nothing passes to br-int), every device
     # is in the port's removal group, the kernel batch not sent yet.
     assert qvo not in ports(ovs) and interface(ovs, qvo) is None
@@ -310,7 +298,7 @@ def test_two_ports_whose_removal_groups_collide_keep_each_other_s_devices(ovs):
     assert removal_group(port_a) == removal_group(port_b) and port_a[:11] != port_b[:11]
     for port in (port_a, port_b):
         assert_quiet(hook(ovs, "before_device_create", hybrid_properties(port)))
-    mark_only(ovs, port_b)
+    unplug_marked_only(ovs.netns, ovs.remote, port_b)
     assert_quiet(hook(ovs, "after_device_destroy", hybrid_properties(port_a)))
     assert_nothing_left(ovs, port_a)
     for name in naming.hybrid_names(port_b):
