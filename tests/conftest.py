@@ -41,7 +41,7 @@ def unplug_marked_only(netns, ovsdb_remote, port_id):
     """ovs_unplug's first half in a process of *netns* that then exits without running
     its Then step: the state a hook or the helper killed between marking the hybrid
     devices for removal and deleting them leaves (OVS ports gone, devices still there,
-    qvo down, all in the port's removal group)."""
+    qvo down, qvo and qbr in the port's removal group)."""
     import subprocess
     import sys
 

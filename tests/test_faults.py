@@ -152,8 +152,8 @@ class Host:
     def hybrid_state(self, port, ns=None):
         """"plugged" (every object, wired right, in device group 0), "marked" (what an
         unplug leaves between marking its devices for removal and deleting them: OVS rows
-        gone, qvo down, every device in the port's removal group), "clean" (none) or
-        what is half there."""
+        gone, qvo down, qvo and qbr in the port's removal group), "clean" (none) or what
+        is half there."""
         qbr, qvb, qvo = naming.hybrid_names(port)
         links = {name: self.link(name, ns) for name in (qbr, qvb, qvo)}
         row = self.port(qvo)
@@ -170,7 +170,7 @@ class Host:
 
         if (all(links.values()) and not row["exists"] and not row["interface"]
                 and not links[qvo]["up"]
-                and {link["group"] for link in links.values()} == {netlink.removal_group(qvo)}):
+                and links[qvo]["group"] == links[qbr]["group"] == netlink.removal_group(qvo)):
             return "marked"
         return "half: %s; port %s" % (links, row)
 

@@ -486,8 +486,8 @@ class Removal:
 
     ``names``: what will be deleted; ``kept``: devices with one of the names that are
     not what this project makes, left alone. Until :meth:`finish` runs, the devices are
-    in the removal group ``group`` (None: it was not empty) and the one named by *cut*
-    is down.
+    in the removal group ``group`` (None: it was not empty; of a veth pair, one end: the
+    other goes with it) and the one named by *cut* is down.
     """
 
     def __init__(self, devices, kept, group):
@@ -572,20 +572,25 @@ def prepare_removal(expected, cut=None):
         found = [(name, kind, _get(ipr, name)) for name, kind in expected]
         found = [(name, kind, link) for name, kind, link in found if link is not None]
         indexes = {link["index"] for _, _, link in found}
-        devices, kept = [], []
+        ours, kept = [], []
         for name, kind, link in found:
+            peer = link.get_attr("IFLA_LINK") if _info(link, "IFLA_INFO_KIND") == "veth" else None
             if kind is None or (_info(link, "IFLA_INFO_KIND") == kind and (
-                    kind != "veth" or (link.get_attr("IFLA_LINK") in indexes
-                                       and link.get_attr("IFLA_LINK_NETNSID") is None))):
-                devices.append((name, link["index"]))
+                    kind != "veth" or (peer in indexes and link.get_attr("IFLA_LINK_NETNSID") is None))):
+                ours.append((name, link["index"], peer))
             else:
                 kept.append(name)
-        groups = {removal_group(name) for name, _ in devices}
+        groups = {removal_group(name) for name, _, _ in ours}
         group = groups.pop() if len(groups) == 1 else None
         if group is not None and not _group_is_empty(ipr, group):
             group = None
-        for name, index in devices:
-            changes = {} if group is None else {"group": group}
+        ours_indexes, carried = {index for _, index, _ in ours}, set()
+        for name, index, peer in ours:
+            # A veth end whose peer joins the group goes with it (the kernel deletes a
+            # veth's peer in the same batch): one request fewer.
+            changes = {} if group is None or index in carried else {"group": group}
+            if peer in ours_indexes and changes:
+                carried.add(peer)
             if name == cut:
                 changes["state"] = "down"
             if not changes:
@@ -595,7 +600,7 @@ def prepare_removal(expected, cut=None):
             except NetlinkError as err:
                 if err.code != errno.ENODEV:  # gone meanwhile (a veth's peer): as wanted
                     raise
-    return Removal(devices, kept, group)
+    return Removal([(name, index) for name, index, _ in ours], kept, group)
 
 
 def link_exists(name):
