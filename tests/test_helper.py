@@ -440,6 +440,37 @@ def test_several_requests_on_one_connection(host):
 
 # --- failures under the helper ----------------------------------------------------------
 
+def kill_helper_during(host, script, ready, config_text):
+    """Run *script* (Python, as vdsm, the helper also at the default socket path), SIGKILL
+    the helper once *ready()*, then put *config_text* back and restart the helper; the
+    script's exit code and output."""
+    box, workdir, config, helper = host
+    victim = helper.pid()
+    path = os.path.join(workdir, "shared", "killed-%s.py" % uuid.uuid4().hex[:8])
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(textwrap.dedent(script))
+    os.chmod(path, 0o644)
+    hook = subprocess.Popen(as_vdsm.command(workdir, [sys.executable, path], netns=box.name,
+                                            config=config, helper_socket=helper.socket),
+                            env=dict(os.environ, PYTHONPATH=REPO),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready(victim):
+            assert time.monotonic() < deadline and hook.poll() is None, hook.communicate()
+            time.sleep(0.02)
+        os.kill(victim, signal.SIGKILL)
+        output, _ = hook.communicate(timeout=60)
+    finally:
+        if hook.poll() is None:
+            hook.kill()
+        with open(config, "w", encoding="utf-8") as stream:
+            stream.write(config_text)
+        helper.stop()
+        helper.start()
+    return hook.returncode, output
+
+
 def test_helper_killed_mid_request_hook_falls_back_and_host_ends_plugged(host):
     """The hook's request dies with the helper: the hook runs it through sudo instead and
     the port ends fully plugged (no half-made port, exit 0, one warning line)."""
@@ -459,15 +490,16 @@ def test_helper_killed_mid_request_hook_falls_back_and_host_ends_plugged(host):
     with open(config, "w", encoding="utf-8") as stream:
         stream.write(text)
     helper.reload()
-    victim = helper.pid()
     path = os.path.join(workdir, "shared", "domxml-killed")
     with open(path, "wb") as stream:
         stream.write(b"<interface type='ethernet'><mac address='%s'/><target dev='%s'/></interface>"
                      % (MAC.encode(), tap.encode()))
     os.chown(path, as_vdsm.vdsm_uid(), as_vdsm.vdsm_uid())
-    script = os.path.join(workdir, "shared", "killed.py")
-    with open(script, "w", encoding="utf-8") as stream:
-        stream.write(textwrap.dedent("""
+    # The helper's socket at the default path too: run_hook declines (plug mode hook needs
+    # the MAC record, which is vdsm's), so the hook runs and asks for ovs_attach_tap itself.
+    restored = text.replace("plug = hook\nwait_timeout = 4\n", "").replace("[hook]\nstate_dir = %s\n" % state, "")
+    code, output = kill_helper_during(
+        host, """
             import subprocess, sys
             from vnic_drivers.simulate import hook_environment
             env = hook_environment(%r, {"provider_type": "OPENSTACK_NETWORK", "vnic_id": %r,
@@ -479,32 +511,11 @@ def test_helper_killed_mid_request_hook_falls_back_and_host_ends_plugged(host):
                     break
             sys.exit(done.returncode)
         """ % (path, port, VM, [os.path.join(REPO, "hooks", point)
-                                for point in ("before_device_create", "after_device_create")])))
-    os.chmod(script, 0o644)
-    env = dict(os.environ, PYTHONPATH=REPO)
-    env.pop("QUANTUM_VNIC_CONF", None)
-    # The helper's socket at the default path too: run_hook declines (plug mode hook needs
-    # the MAC record, which is vdsm's), so the hook runs and asks for ovs_attach_tap itself.
-    hook = subprocess.Popen(as_vdsm.command(workdir, [sys.executable, script], netns=box.name,
-                                            config=config, helper_socket=helper.socket),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while tap not in box.ovs.vsctl("list-ports", "br-int").split():  # the helper is waiting
-            assert time.monotonic() < deadline and hook.poll() is None, hook.communicate()
-            time.sleep(0.05)
-        os.kill(victim, signal.SIGKILL)
-        output, _ = hook.communicate(timeout=60)
-        declined = "declined: plugging needs the vNIC's MAC" in helper.log()
-    finally:
-        if hook.poll() is None:
-            hook.kill()
-        text = text.replace("plug = hook\nwait_timeout = 4\n", "").replace("[hook]\nstate_dir = %s\n" % state, "")
-        with open(config, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        helper.stop()
-        helper.start()
-    assert hook.returncode == 0, output
+                                for point in ("before_device_create", "after_device_create")]),
+        # the helper added the port and waits for an agent
+        lambda _pid: tap in box.ovs.vsctl("list-ports", "br-int").split(), restored)
+    declined = "declined: plugging needs the vNIC's MAC" in helper.log()
+    assert code == 0, output
     warnings = [line for line in output.splitlines() if "using sudo instead" in line]
     assert len(warnings) == 1 and "closed the connection without answering" in warnings[0], output
     assert declined
@@ -533,11 +544,21 @@ def test_helper_killed_in_a_whole_hook_the_hook_runs_it_through_sudo(host):
     with open(config, "w", encoding="utf-8") as stream:
         stream.write(text.replace("[openvswitch]\n", "[openvswitch]\nwait_timeout = 4\n"))
     helper.reload()
-    victim = helper.pid()
-    idle_threads = _threads(victim)
-    script = os.path.join(workdir, "shared", "killed-run-hook.py")
-    with open(script, "w", encoding="utf-8") as stream:
-        stream.write(textwrap.dedent("""
+    seen = {"start": time.monotonic()}
+
+    def in_the_wait(pid):
+        # Idle: the fewest threads in the first 0.15 s (a ping's connection thread may
+        # still be ending; the hook process needs longer than that to connect). Then the
+        # hook's connection has a thread of its own: kill 0.5 s into its 4 s agent wait.
+        now, threads = time.monotonic(), _threads(pid)
+        if now - seen["start"] < 0.15:
+            seen["idle"] = min(seen.get("idle", threads), threads)
+            return False
+        if "since" not in seen and threads > seen["idle"]:
+            seen["since"] = now
+        return "since" in seen and now - seen["since"] > 0.5
+
+    code, output = kill_helper_during(host, """
             import os, subprocess, sys
             env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.environ["PYTHONPATH"],
                    "_hook_domxml": "/dev/null", "vmId": %r,
@@ -545,28 +566,8 @@ def test_helper_killed_in_a_whole_hook_the_hook_runs_it_through_sudo(host):
             done = subprocess.run([sys.executable, %r], env=env, capture_output=True, text=True)
             sys.stdout.write(done.stderr)
             sys.exit(done.returncode)
-        """ % (VM, port, os.path.join(REPO, "hooks", "after_device_create"))))
-    os.chmod(script, 0o644)
-    env = dict(os.environ, PYTHONPATH=REPO)
-    hook = subprocess.Popen(as_vdsm.command(workdir, [sys.executable, script], netns=box.name,
-                                            config=config, helper_socket=helper.socket),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while _threads(victim) == idle_threads:  # the hook's connection has its thread
-            assert time.monotonic() < deadline and hook.poll() is None, hook.communicate()
-            time.sleep(0.02)
-        time.sleep(0.5)  # inside the 4 s agent wait
-        os.kill(victim, signal.SIGKILL)
-        output, _ = hook.communicate(timeout=60)
-    finally:
-        if hook.poll() is None:
-            hook.kill()
-        with open(config, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        helper.stop()
-        helper.start()
-    assert hook.returncode == 0, output
+        """ % (VM, port, os.path.join(REPO, "hooks", "after_device_create")), in_the_wait, text)
+    assert code == 0, output
     warnings = [line for line in output.splitlines() if "WARNING" in line]
     assert any("closed the connection without answering; using sudo instead" in line
                for line in warnings), output
