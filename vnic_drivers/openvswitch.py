@@ -28,13 +28,12 @@ sudo, root's /etc/vdsm/quantum_vnic.conf). Here ``integration_bridge`` only goes
 the XML for libvirt.
 """
 
-import logging
 
 from . import domxml, naming
 from .base import VnicDriver
 from .errors import HostError, InputError
+from .log import LOG
 
-LOG = logging.getLogger("quantum_vnic")
 
 HYBRID, VIRTUALPORT, HOOK = "hybrid", "virtualport", "hook"
 
@@ -80,6 +79,9 @@ class OpenVSwitchDriver(VnicDriver):
         if done is not None:  # None: a dry run
             # The bridge the privileged side used: its own config's, which the hook does not send.
             LOG.info("hybrid devices for port %s ready, %s on %s", vnic.port_id, done["port"], done["bridge"])
+
+    def plug_needs_mac(self, vnic):
+        return self.mode(vnic) == HOOK  # the port's attached-mac
 
     def plug(self, vnic):
         mode = self.mode(vnic)

@@ -21,7 +21,6 @@ The record comes first because it costs a file read, where libvirt costs an impo
 connection and the whole domain XML; libvirt is the source that is always there.
 """
 
-import json
 import os
 
 from . import naming
@@ -35,24 +34,19 @@ def _path(config, port_id):
 
 def save(config, vnic, logger):
     """Record *vnic*'s MAC (and VM) for the ``after_*`` points; a warning when impossible."""
-    import tempfile
+    from .hooking import replace_file
 
     if vnic.mac is None:
         return
     path = _path(config, vnic.port_id)
     directory = os.path.dirname(path)
-    data = json.dumps({"mac": vnic.mac, "vm_id": vnic.vm_id}).encode("utf-8")
+    # Both values are validated (hex digits, ':' and '-' only), so this is the JSON that
+    # json.dumps would write, without its import on a path that has no other use for it.
+    data = ('{"mac": "%s", "vm_id": %s}' % (
+        vnic.mac, "null" if vnic.vm_id is None else '"%s"' % vnic.vm_id)).encode("ascii")
     try:
         os.makedirs(directory, mode=0o755, exist_ok=True)
-        fd, temp_path = tempfile.mkstemp(prefix=".record-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as stream:
-                stream.write(data)
-            os.chmod(temp_path, 0o644)
-            os.replace(temp_path, path)
-        except BaseException:
-            os.unlink(temp_path)
-            raise
+        replace_file(path, data, 0o644)
     except OSError as err:
         logger.warning("cannot record the MAC of port %s in %s (%s): after_* hook points will "
                        "ask libvirt instead; make [hook] state_dir writable by vdsm",
@@ -60,14 +54,29 @@ def save(config, vnic, logger):
 
 
 def remove(config, vnic, logger):
-    """Forget *vnic*'s record; nothing to do when there is none."""
+    """Forget *vnic*'s record; nothing to do when there is none.
+
+    The helper runs this as root for the ``after_*`` hooks it runs (helper/hook_runner.py)
+    in vdsm's directory: the directory is opened without following a symlink in its
+    place, and only ``PORT_ID.json`` in it is removed.
+    """
     path = _path(config, vnic.port_id)
+    directory, name = os.path.split(path)
     try:
-        os.unlink(path)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        logger.warning("cannot remove %s: %s", path, err.strerror)
+        return
+    try:
+        os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except OSError as err:
         logger.warning("cannot remove %s: %s", path, err.strerror)
+    finally:
+        os.close(dir_fd)
 
 
 def recorded_mac(config, vnic):

@@ -45,7 +45,6 @@ from . import protocol
 
 SD_LISTEN_FDS_START = 3
 MAX_CONNECTIONS = 256  # beyond this a caller is refused (and uses sudo)
-LOGGER = log.LOGGER_NAME
 
 
 class PortLocks:
@@ -274,6 +273,9 @@ class Helper:
                     final = _refusal(str(err))
                     self.logger.warning("uid %d: %s", uid, err)
                     return
+                if operation == protocol.RUN_HOOK:
+                    self.run_hook(conn, uid, args)
+                    return  # its answer is not a JSON line: nothing may follow on this connection
                 self.answer(uid, operation, args, lambda reply: conn.sendall(protocol.encode(reply)))
         except (socket.timeout, OSError):
             return  # the client went away or was too slow: nothing to answer
@@ -337,6 +339,34 @@ class Helper:
         self.logger.info("uid %d: %s %s: %s (%.1f ms)", uid, operation, _describe(args), outcome,
                          (time.monotonic() - start) * 1000)
         return reply
+
+
+    def run_hook(self, conn, uid, args):
+        """A whole after_* hook point for a hook process (:mod:`.hook_runner`), answered
+        in run_hook's frames (:mod:`.protocol`)."""
+        from ..host import InProcessHost
+        from . import hook_runner
+
+        start = time.monotonic()
+        settings = self.settings
+        steps = []  # what the hook's operations left for after the answer (see answer)
+        try:
+            hook_point, environ = hook_runner.parse(args)
+            with self.locks.hold(port_key(args)):
+                hook = hook_runner.HookRun(hook_point, environ, settings.config,
+                                           InProcessHost(later=self._later(steps)))
+                bound = hook.bound(settings.client_timeout)
+                conn.sendall(protocol.ACCEPTED + protocol.BOUND.pack(min(bound, 0xFFFF)))
+                code, text = hook.run()
+                try:
+                    conn.sendall(protocol.result_frame(code, text))
+                    self.logger.info("uid %d: run_hook %s: exit %d (%.1f ms)", uid, _describe(args),
+                                     code, (time.monotonic() - start) * 1000)
+                finally:
+                    self._run_steps(uid, protocol.RUN_HOOK, args, steps)
+        except hook_runner.Declined as err:
+            conn.sendall(protocol.DECLINED)
+            self.logger.info("uid %d: run_hook %s: declined: %s", uid, _describe(args), err)
 
 
 class LineReader:
