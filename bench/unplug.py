@@ -10,10 +10,13 @@ unpacked with ``git archive`` into a temp dir: the baseline). Every round, inter
 
 - ``python3 -I -c pass`` as vdsm (the baseline of the issue's ``after_*`` target);
 - the hybrid vNIC plugged (as root, not timed), then ``after_device_destroy`` as a whole
-  process of vdsm, once through each helper (the hook process is this tree's in both:
-  only the helper differs); after it, a request for the same port (``ovs_port_status``,
-  not timed) waits on the port's lock until the helper's deletion is done, so no sample
-  overlaps the previous one's kernel work;
+  process of vdsm through each helper (the hook process is this tree's in both: only
+  the helper differs), two ways: the helper's socket at the default path, where an
+  ``after_*`` hook asks it to run the whole hook point (``run_hook``), as on a host; and
+  only in the config (the hook runs, and asks for ``ovs_unplug``). After each, a
+  request for the same port (``ovs_port_status``, not timed) waits on the port's lock
+  until the helper's deletion is done, so no sample overlaps the previous one's kernel
+  work;
 - from one running client (root, no process start): ``ovs_unplug`` alone, and
   ``ovs_unplug`` followed at once by ``ovs_hybrid_plug`` of the same port (a VM restarted
   right away: the plug waits on the port's lock for the deletion);
@@ -80,13 +83,17 @@ def outside(args):
                 configs[label] = config
                 helpers[label] = helper.start()
                 helper.ping()
+            nothing = os.path.join(shared, "no-helper")  # bound at the default path: no run_hook
+            open(nothing, "w").close()
             spec = {"configs": configs, "rounds": args.rounds, "uid": as_vdsm.vdsm_uid(),
+                    "nothing": nothing,
                     "workdir": shared, "ports": 0,
                     "sockets": {label: helper.socket for label, helper in helpers.items()}}
             done = subprocess.run(
                 as_vdsm.command(workdir, [sys.executable, os.path.abspath(__file__), "--driver",
                                           json.dumps(spec)],
-                                netns=box.name, as_root=True, config=configs["new"]),
+                                netns=box.name, as_root=True, config=configs["new"],
+                                helper_socket=helpers["new"].socket),
                 capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise SystemExit("bench: driver failed: %s" % done.stderr.strip()[-3000:])
@@ -111,7 +118,10 @@ def helper_times(label, log):
         r'ovs_unplug port_id="%s": done \(([0-9.]+) ms\)' % PORT, log)]
     after = [float(ms) / 1000 for ms in re.findall(
         r'ovs_unplug port_id="%s": after the answer: done \(([0-9.]+) ms\)' % PORT, log)]
-    times = {"in-helper-answer-%s" % label: [ms / 1000 for ms in answered]}
+    hook = [float(ms) / 1000 for ms in re.findall(
+        r'run_hook [^\n]*port_id="%s"[^\n]*: exit 0 \(([0-9.]+) ms\)' % PORT, log)]
+    times = {"in-helper-answer-%s" % label: [ms / 1000 for ms in answered],
+             "in-helper-run-hook-%s" % label: hook}
     if after:
         times["in-helper-after-%s" % label] = after
     return times
@@ -123,6 +133,16 @@ def make_driver(spec):
     from helper import Driver  # bench/helper.py
 
     class UnplugDriver(Driver):
+        def use(self, key, run_hook=True):
+            """Config *key*; the helper's socket at the default path too (run_hook), or not."""
+            from tests.as_vdsm import HELPER_SOCKET
+
+            super().use(key)
+            shown = self.spec["sockets"][key] if run_hook else self.spec["nothing"]
+            if getattr(self, "shown", None) != shown:
+                subprocess.run(["mount", "--bind", shown, HELPER_SOCKET], check=True)
+                self.shown = shown
+
         def plug(self):
             from vnic_drivers.host import privileged
 
@@ -166,11 +186,11 @@ def make_driver(spec):
 
             add("pass", self.timed([sys.executable, "-I", "-c", "pass"]))
             for label in HELPERS:
-                self.use(label)
-                self.plug()
-                add("destroy-%s" % label, self.hook("after_device_destroy", "OPEN_VSWITCH",
-                                                    security_groups="default"))
-                self.settle(label)
+                for run_hook, key in ((True, "destroy-%s" % label), (False, "destroy-op-%s" % label)):
+                    self.use(label, run_hook)
+                    self.plug()
+                    add(key, self.hook("after_device_destroy", "OPEN_VSWITCH", security_groups="default"))
+                    self.settle(label)
             for label in HELPERS:
                 self.plug()
                 add("unplug-call-%s" % label, self.call(label, "ovs_unplug", {"port_id": PORT}))
@@ -193,9 +213,16 @@ def report(samples, args):
     rows = [
         # subject, key, baseline key
         ("`python3 -I -c pass`", "pass", None),
-        ("after_device_destroy (hybrid), baseline helper", "destroy-old", "pass"),
-        ("after_device_destroy (hybrid), this helper", "destroy-new", "pass"),
-        ("after_device_destroy, this helper vs baseline helper", "destroy-new", "destroy-old"),
+        ("after_device_destroy (hybrid), run_hook, baseline helper", "destroy-old", "pass"),
+        ("after_device_destroy (hybrid), run_hook, this helper", "destroy-new", "pass"),
+        ("after_device_destroy, run_hook, this helper vs baseline helper", "destroy-new", "destroy-old"),
+        ("after_device_destroy (hybrid), ovs_unplug request, baseline helper", "destroy-op-old", "pass"),
+        ("after_device_destroy (hybrid), ovs_unplug request, this helper", "destroy-op-new", "pass"),
+        ("after_device_destroy, ovs_unplug request, this helper vs baseline helper", "destroy-op-new",
+         "destroy-op-old"),
+        ("in the helper: run_hook after_device_destroy until its answer, baseline", "in-helper-run-hook-old", None),
+        ("in the helper: run_hook after_device_destroy until its answer, this tree", "in-helper-run-hook-new",
+         "in-helper-run-hook-old"),
         ("in the helper: ovs_unplug until its answer, baseline", "in-helper-answer-old", None),
         ("in the helper: ovs_unplug until its answer, this tree", "in-helper-answer-new", "in-helper-answer-old"),
         ("in the helper: the deletion after the answer, this tree", "in-helper-after-new", None),

@@ -701,6 +701,29 @@ def test_run_hook_request_is_json_and_answer_is_frames(host):
                     "none; devices removed: none)\n" % PORT), text
 
 
+def test_run_hook_unplug_answers_the_hook_then_deletes_the_devices(host):
+    """A whole after_device_destroy of a hybrid vNIC through run_hook: the hook gets its
+    exit code and log once the OVS port is gone and qvo is down; the helper deletes the
+    devices after that answer, under the port's lock."""
+    box, _, _, helper = host
+    port = str(uuid.uuid4())
+    qbr, qvb, qvo = naming.hybrid_names(port)
+    client.call(helper.socket, "ovs_hybrid_plug", {"port_id": port, "mac": MAC, "vm_id": None,
+                                                   "mtu": None}, 30)
+    environ = {"provider_type": "OPENSTACK_NETWORK", "vnic_id": port, "plugin_type": "OPEN_VSWITCH",
+               "security_groups": "default", "vmId": VM}
+    answer = run_hook_exchange(helper.socket, environ)
+    code, _ = protocol.RESULT.unpack_from(answer, 1 + protocol.BOUND.size)
+    text = answer[1 + protocol.BOUND.size + protocol.RESULT.size:].decode()
+    assert code == 0 and "devices removed: %s, %s, %s" % (qvo, qvb, qbr) in text, text
+    settled(helper.socket, port)
+    assert not any(name[3:] == port[:11] for name in box.links())
+    assert qvo not in box.ovs.vsctl("list-ports", "br-int").split()
+    lines = [line for line in helper.log().splitlines() if "run_hook" in line and port in line]
+    assert [("after the answer: done" in line, ": exit 0 (" in line) for line in lines] == \
+        [(False, True), (True, False)], lines
+
+
 @pytest.mark.parametrize("args, why", [
     ({"hook_point": "before_device_create", "port_id": PORT, "plugin_type": "OPEN_VSWITCH"},
      "not one the helper runs"),
