@@ -327,6 +327,19 @@ def test_a_veth_paired_with_a_device_that_was_not_checked_is_kept(ovs):
         ip(ovs, "link", "del", qvo)
 
 
+def test_a_veth_paired_with_a_device_of_another_kind_than_expected_is_kept(ovs):
+    """qvo… and a qbr… that is a veth (not a bridge) paired with it: both kept."""
+    port = new_port()
+    qbr, _, qvo = naming.hybrid_names(port)
+    ip(ovs, "link", "add", qvo, "type", "veth", "peer", "name", qbr)
+    try:
+        run = hook(ovs, "after_device_destroy", hybrid_properties(port))
+        assert run.returncode == 0 and "left %s, %s alone" % (qvo, qbr) in run.stderr, run.stderr
+        assert kind(ovs, qvo) == kind(ovs, qbr) == "veth"
+    finally:
+        ip(ovs, "link", "del", qvo)
+
+
 # --- plain mode (libvirt adds the port): verification and the bounded wait ---
 
 def libvirt_adds_port(ovs, port, iface_id=None):

@@ -571,12 +571,15 @@ def prepare_removal(expected, cut=None):
     with _netlink("remove %s" % ", ".join(name for name, _ in expected)) as ipr:
         found = [(name, kind, _get(ipr, name)) for name, kind in expected]
         found = [(name, kind, link) for name, kind, link in found if link is not None]
-        indexes = {link["index"] for _, _, link in found}
+        # Of the kind expected (a veth pair: both ends must be, to count as ours)...
+        right_kind = {link["index"] for _, kind, link in found
+                      if kind is None or _info(link, "IFLA_INFO_KIND") == kind}
         ours, kept = [], []
         for name, kind, link in found:
             peer = link.get_attr("IFLA_LINK") if _info(link, "IFLA_INFO_KIND") == "veth" else None
-            if kind is None or (_info(link, "IFLA_INFO_KIND") == kind and (
-                    kind != "veth" or (peer in indexes and link.get_attr("IFLA_LINK_NETNSID") is None))):
+            # ... and a veth paired in this namespace with another device checked here.
+            if link["index"] in right_kind and (kind != "veth" or (
+                    peer in right_kind and link.get_attr("IFLA_LINK_NETNSID") is None)):
                 ours.append((name, link["index"], peer))
             else:
                 kept.append(name)
