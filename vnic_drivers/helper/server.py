@@ -18,7 +18,7 @@ Every connection has its own thread, so an operation waiting for an agent never 
 another; changes to the same port (same port id, or same tap) run one at a time. An
 operation may leave part of its work until after the answer (:class:`privileged.Then
 <vnic_drivers.host.privileged.Then>`: ``ovs_unplug`` answers once the port's OVS rows are
-gone and its devices are down, then deletes the devices): that part runs right after the
+gone and qvo is down, then deletes the hybrid devices): that part runs right after the
 answer is sent, still holding the port's lock, so the next request for that port (a VM
 restarted at once) waits until it is done; the idle exit and SIGTERM wait for it too. The
 process keeps its netlink sockets (:func:`.netlink.keep_open`) and one OVSDB connection
