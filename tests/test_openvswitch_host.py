@@ -11,9 +11,7 @@ checked independently: kernel state with ``ip -j``, OVSDB rows with ``ovs-vsctl`
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -35,17 +33,10 @@ def ovs():
     reason = host_skip_reason() or ovs_fixture.skip_reason()
     if reason:
         pytest.skip(reason)
-    from pyroute2 import netns
+    from vnic_drivers.sandbox import Sandbox
 
-    name = "qvnic-ovs-%s" % uuid.uuid4().hex[:8]
-    directory = tempfile.mkdtemp(prefix="qvnic-ovs-", dir="/tmp")  # short: socket paths
-    netns.create(name)
-    try:
-        with ovs_fixture.private_ovs(directory, netns=name) as running:
-            yield running
-    finally:
-        netns.remove(name)
-        shutil.rmtree(directory, ignore_errors=True)
+    with Sandbox("qvnic-ovs") as box, ovs_fixture.private_ovs(box.directory, netns=box.name) as running:
+        yield running
 
 
 def config(ovs, **options):
