@@ -21,8 +21,8 @@ devices and OVS ports with an ``iface-id`` on the integration bridge. This comma
    privileged ``cleanup_remove``, which re-checks every name, kind and OVSDB row.
 
 Exit codes: 0 done (or nothing to do, or ``--dry-run``); 1 something could not be
-removed or OVSDB could not be read; 2 bad usage or config; 3 refused: libvirt could
-not be asked, nothing was touched.
+removed or OVSDB could not be read; 2 bad usage or config; 3 refused: libvirt (or the
+MAC records) could not be asked, nothing was touched. A skipped vNIC is no error.
 """
 
 import json
