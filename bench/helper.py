@@ -75,7 +75,7 @@ def outside(args):
         box.add_bridge(naming.VDSM_DUMMY_BRIDGE)
         box.add_bridge(naming.linux_bridge_name(NETWORK))
         shared = os.path.join(workdir, "shared")
-        dbs, helpers, configs = {}, [], {}
+        dbs, helpers, configs, sockets = {}, [], {}, {}
         try:
             for ports in (0, args.ports):
                 directory = tempfile.mkdtemp(prefix="db%d-" % ports, dir=box.directory)
@@ -92,11 +92,13 @@ def outside(args):
                     text.replace(helper.socket, helper.socket + ".absent"))
                 helpers.append(helper.start())
                 helper.ping()
+                sockets[str(ports)] = helper.socket
             done = subprocess.run(
                 as_vdsm.command(workdir, [sys.executable, os.path.abspath(__file__), "--driver",
                                           json.dumps({"configs": configs, "rounds": args.rounds,
                                                       "ports": args.ports, "uid": as_vdsm.vdsm_uid(),
                                                       "remotes": {str(k): v.remote for k, v in dbs.items()},
+                                                      "sockets": sockets,
                                                       "workdir": shared})],
                                 netns=box.name, as_root=True, config=configs[0]),
                 capture_output=True, text=True, check=False)
@@ -176,6 +178,15 @@ class Driver:
         privileged.configuration.cache_clear()
         privileged.run("ovs_unplug", {"port_id": PORT})
 
+    def settle(self, key):
+        """Wait (not timed) until the helper for config *key* has deleted what the last
+        unplug left for after its answer: a request for the port waits on its lock."""
+        from vnic_drivers.helper import client
+
+        if str(key) in self.spec["sockets"]:
+            client.call(self.spec["sockets"][str(key)], "ovs_port_status",
+                        {"port_id": PORT, "hybrid": True, "wait": 0}, 30)
+
     def tap_on_dummy(self):
         from vnic_drivers import naming
 
@@ -202,6 +213,7 @@ class Driver:
             add("hybrid-%s" % label, self.hook("before_device_create", "OPEN_VSWITCH", security_groups="default"))
             add("check-%s" % label, self.hook("after_device_create", "OPEN_VSWITCH", security_groups="default"))
             add("destroy-%s" % label, self.hook("after_device_destroy", "OPEN_VSWITCH", security_groups="default"))
+            self.settle(key)
             if key != ports:
                 self.tap_on_dummy()
                 add("lb-%s" % label, self.hook("after_device_create", "LINUX_BRIDGE", network_id=NETWORK))

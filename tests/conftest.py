@@ -33,6 +33,24 @@ def assert_one_line(run, code, *needles):
     return lines[0]
 
 
+
+def unplug_marked_only(netns, ovsdb_remote, port_id):
+    """ovs_unplug's first half in a process of *netns* that then exits without running
+    its Then step: the state a hook or the helper killed between marking the hybrid
+    devices for removal and deleting them leaves (OVS ports gone, devices still there,
+    qvo down, qvo and qbr in the port's removal group)."""
+    import subprocess
+    import sys
+
+    from tests.vdsm import REPO
+
+    code = ("from vnic_drivers.host import ovs_plug, privileged\n"
+            "outcome = ovs_plug.unplug(%r, %r)\n"
+            "assert isinstance(outcome, privileged.Then), outcome\n" % (ovsdb_remote, port_id))
+    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code],
+                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
 requires_host = pytest.mark.skipif(host_skip_reason() is not None, reason=str(host_skip_reason()))
 
 

@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from tests import ovs_fixture
-from tests.conftest import assert_one_line, host_skip_reason, quantum_properties
+from tests.conftest import assert_one_line, host_skip_reason, quantum_properties, unplug_marked_only
 from tests.vdsm import EXAMPLE_VM_ID, REPO, run_hook
 from vnic_drivers import naming
 
@@ -233,6 +233,103 @@ def test_unplug_with_ovs_down_still_removes_devices(ovs):
         assert link(ovs, name) is None, name
     assert_quiet(hook(ovs, "after_device_destroy", properties))  # OVS back: the port goes
     assert_nothing_left(ovs, port)
+
+
+# --- the unplug's removal group: one kernel batch, and only devices it checked ---
+
+def group(ovs, name):
+    """The device's group as ``ip`` shows it: "default" (0) or the number."""
+    return link(ovs, name)["group"]
+
+
+def removal_group(port):
+    from vnic_drivers.host import netlink
+
+    return str(netlink.removal_group(naming.tap_name(port)))
+
+
+def test_unplug_marks_the_devices_then_deletes_them_as_one_group(ovs):
+    port = new_port()
+    qbr, qvb, qvo = naming.hybrid_names(port)
+    properties = hybrid_properties(port)
+    assert_quiet(hook(ovs, "before_device_create", properties))
+    assert {group(ovs, name) for name in (qbr, qvb, qvo)} == {"default"}
+    unplug_marked_only(ovs.netns, ovs.remote, port)
+    # Marked: the OVS port is gone, qvo is down (nothing passes to br-int), qvo and qbr
+    # are in the port's removal group (qvb, qvo's peer, goes with qvo), the kernel
+    # batch not sent yet.
+    assert qvo not in ports(ovs) and interface(ovs, qvo) is None
+    assert "UP" not in link(ovs, qvo)["flags"]
+    assert [group(ovs, name) for name in (qbr, qvb, qvo)] == [removal_group(port), "default",
+                                                               removal_group(port)]
+    assert_quiet(hook(ovs, "after_device_destroy", properties))  # the next unplug finishes it
+    assert_nothing_left(ovs, port)
+
+
+def test_a_device_of_someone_else_in_the_removal_group_is_never_deleted(ovs):
+    """A device already in the port's removal group (set by someone else) is not deleted
+    with ours: the group is not empty, so the unplug deletes its devices one at a time."""
+    port = new_port()
+    stranger = "strg" + port[:8]
+    properties = hybrid_properties(port)
+    assert_quiet(hook(ovs, "before_device_create", properties))
+    ip(ovs, "link", "add", stranger, "type", "bridge")
+    ip(ovs, "link", "set", stranger, "group", removal_group(port))
+    try:
+        assert_quiet(hook(ovs, "after_device_destroy", properties))
+        assert_nothing_left(ovs, port)
+        assert kind(ovs, stranger) == "bridge" and group(ovs, stranger) == removal_group(port)
+    finally:
+        ip(ovs, "link", "del", stranger)
+
+
+def test_two_ports_whose_removal_groups_collide_keep_each_other_s_devices(ovs):
+    """Port B's unplug died after marking (its devices wait in the group); port A, whose
+    port id starts with the same 6 hex digits, unplugs: B's devices stay for B's next
+    unplug, which removes them."""
+    port_b = new_port()
+    port_a = port_b[:6] + ("0" if port_b[6] != "0" else "1") + port_b[7:]
+    assert removal_group(port_a) == removal_group(port_b) and port_a[:11] != port_b[:11]
+    for port in (port_a, port_b):
+        assert_quiet(hook(ovs, "before_device_create", hybrid_properties(port)))
+    unplug_marked_only(ovs.netns, ovs.remote, port_b)
+    assert_quiet(hook(ovs, "after_device_destroy", hybrid_properties(port_a)))
+    assert_nothing_left(ovs, port_a)
+    for name in naming.hybrid_names(port_b):
+        assert link(ovs, name) is not None, name
+    assert group(ovs, naming.hybrid_names(port_b)[0]) == removal_group(port_b)
+    assert_quiet(hook(ovs, "after_device_destroy", hybrid_properties(port_b)))
+    assert_nothing_left(ovs, port_b)
+
+
+def test_a_veth_paired_with_a_device_that_was_not_checked_is_kept(ovs):
+    """qvo… a veth, but its peer is not qvb…: deleting it would delete that peer too."""
+    port = new_port()
+    qbr, qvb, qvo = naming.hybrid_names(port)
+    peer = "peer" + port[:8]
+    ip(ovs, "link", "add", qbr, "type", "bridge")
+    ip(ovs, "link", "add", qvo, "type", "veth", "peer", "name", peer)
+    try:
+        run = hook(ovs, "after_device_destroy", hybrid_properties(port))
+        assert run.returncode == 0 and "left %s alone" % qvo in run.stderr, run.stderr
+        assert link(ovs, qbr) is None  # ours: deleted
+        assert kind(ovs, qvo) == kind(ovs, peer) == "veth"
+        assert group(ovs, qvo) == group(ovs, peer) == "default"
+    finally:
+        ip(ovs, "link", "del", qvo)
+
+
+def test_a_veth_paired_with_a_device_of_another_kind_than_expected_is_kept(ovs):
+    """qvo… and a qbr… that is a veth (not a bridge) paired with it: both kept."""
+    port = new_port()
+    qbr, _, qvo = naming.hybrid_names(port)
+    ip(ovs, "link", "add", qvo, "type", "veth", "peer", "name", qbr)
+    try:
+        run = hook(ovs, "after_device_destroy", hybrid_properties(port))
+        assert run.returncode == 0 and "left %s, %s alone" % (qvo, qbr) in run.stderr, run.stderr
+        assert kind(ovs, qvo) == kind(ovs, qbr) == "veth"
+    finally:
+        ip(ovs, "link", "del", qvo)
 
 
 # --- plain mode (libvirt adds the port): verification and the bounded wait ---

@@ -127,7 +127,7 @@ class OpenVSwitchDriver(VnicDriver):
         if result is None:
             return
         if result["kept"]:
-            LOG.warning("left %s alone: same name as a hybrid device but another kind, so not "
-                        "made by quantum-vnic", ", ".join(result["kept"]))
+            LOG.warning("left %s alone: same name as a hybrid device but another kind (or a "
+                        "veth paired elsewhere), so not made by quantum-vnic", ", ".join(result["kept"]))
         LOG.info("port %s unplugged (OVS ports removed: %s; devices removed: %s)", vnic.port_id,
                  ", ".join(result["ports"]) or "none", ", ".join(result["devices"]) or "none")

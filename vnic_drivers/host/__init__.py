@@ -32,15 +32,19 @@ SUDO_TIMEOUT = 120
 
 
 class InProcessHost:
-    """Runs operations directly (the caller is root)."""
+    """Runs operations directly (the caller is root). *later*: see :func:`privileged.run`
+    (the resident helper, which runs what an operation leaves for after its answer)."""
 
     mode = "in-process"
+
+    def __init__(self, later=None):
+        self.later = later
 
     def call(self, operation, **args):
         from . import privileged
 
         LOG.debug("host: %s %s", operation, _describe(args))
-        return privileged.run(operation, args)
+        return privileged.run(operation, args, later=self.later)
 
 
 class SudoHost:

@@ -66,9 +66,18 @@ def port_status(ovsdb_remote, bridge, port_id, hybrid, wait):
 def unplug(ovsdb_remote, port_id):
     """Remove the vNIC's OVS ports (qvo, tap) and hybrid devices; idempotent.
 
+    The OVS ports go first (the agent sees the port gone), then the hybrid devices are
+    checked and marked for deletion, qvo set down: from then on the host passes no
+    traffic for the port (:func:`.netlink.hybrid_prepare_removal`). Deleting the
+    devices (tens of milliseconds of the kernel's RCU waits) is the returned
+    :class:`.privileged.Then`'s step: the resident helper runs it right after answering,
+    every other caller before it returns (:func:`.privileged.run`).
+
     The kernel part runs even when OVSDB is unreachable, so a host with OVS down still
     loses the devices; the error then says which ports may remain.
     """
+    from .privileged import Then
+
     qbr, qvb, qvo = naming.hybrid_names(port_id)
     names = [qvo, naming.tap_name(port_id)]
     try:
@@ -76,11 +85,13 @@ def unplug(ovsdb_remote, port_id):
             ports, problem = ovsdb.delete_ports(db, names), None
     except HostError as err:
         ports, problem = [], err
-    links = netlink.hybrid_delete(qbr, qvb, qvo)
+    removal = netlink.hybrid_prepare_removal(qbr, qvb, qvo)
     if problem is not None:
+        removal.finish()
         raise HostError("%s; ports %s may remain on the bridge (devices removed: %s)"
-                        % (problem, " and ".join(names), ", ".join(links["deleted"]) or "none"))
-    return {"ports": ports, "devices": links["deleted"], "kept": links["kept"]}
+                        % (problem, " and ".join(names), ", ".join(removal.names) or "none"))
+    result = {"ports": ports, "devices": removal.names, "kept": removal.kept}
+    return Then(result, removal.finish) if removal.names else result
 
 
 def host_identity(ovsdb_remote):
