@@ -257,7 +257,7 @@ def _detach(port_uuid):
 
 # --- What the operations in .ovs_plug need ---
 
-def _port_as_seen(db, bridge, name):
+def _port_as_seen(db, name):
     """Port *name* and its Interface as they are now, in one read (None: no such port).
 
     ``{"port": uuid, "single": the port has exactly the Interface row of its own name,
@@ -272,12 +272,11 @@ def _port_as_seen(db, bridge, name):
     refs = ports[0]["interfaces"]
     refs = [_uuid(ref) for ref in (refs[1] if refs[0] == "set" else [refs])]
     iface = interfaces[0] if interfaces else None
-    seen = {"port": _uuid(ports[0]["_uuid"]), "iface": iface and _uuid(iface["_uuid"]),
+    return {"port": _uuid(ports[0]["_uuid"]), "iface": iface and _uuid(iface["_uuid"]),
             "single": iface is not None and refs == [_uuid(iface["_uuid"])],
             "external_ids": _unmap(iface["external_ids"]) if iface else {},
             "raw_ids": iface["external_ids"] if iface else None,
             "mtu_request": _optional(iface["mtu_request"]) if iface else None}
-    return seen
 
 
 def add_port(db, bridge, name, external_ids, mtu=None):
@@ -286,8 +285,8 @@ def add_port(db, bridge, name, external_ids, mtu=None):
     ``"added"``.
 
     Idempotent, and never bouncing a port that is already there: the OVS agent (and
-    ovs-vswitchd) see a deleted and re-added port as a new one, which the agent unwires
-    and wires again (the guest loses its network meanwhile; the ofport changes). So a
+    ovs-vswitchd) see a deleted and re-added port as a new one (new rows), which the agent
+    unwires and wires again: the guest loses its network meanwhile. So a
     port on *bridge* whose interface already carries these ids is left alone
     (``kept``); one whose ids or MTU differ is corrected in place, same rows
     (``updated``: other keys of its external_ids stay); only a port that is missing, on
@@ -302,7 +301,7 @@ def add_port(db, bridge, name, external_ids, mtu=None):
         # can be queued behind it: the server drops the connection on the failed reply.
         # Its port is then a leftover for the next run of this hook point or for
         # quantum-vnic cleanup.
-        seen = _port_as_seen(db, bridge, name)
+        seen = _port_as_seen(db, name)
         if seen is not None and seen["single"]:
             done = _correct_in_place(db, bridge, name, seen, external_ids, mtu)
             if done:
