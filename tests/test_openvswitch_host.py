@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from tests import ovs_fixture
+from tests.ovs_fixture import port_rows
 from tests.conftest import assert_one_line, host_skip_reason, quantum_properties, unplug_marked_only
 from tests.vdsm import EXAMPLE_VM_ID, REPO, run_hook
 from vnic_drivers import naming
@@ -433,13 +434,6 @@ def test_hook_plug_mode_with_a_real_tap(ovs):
             assert tap not in ports(ovs) and interface(ovs, tap) is None
     finally:
         remove_tap(ovs, tap)
-
-
-def port_rows(ovs, name):
-    """(Port row, Interface row, ofport) of port *name*: a port deleted and added again,
-    which the OVS agent unwires and wires anew, has new rows and a new ofport."""
-    return tuple(ovs.vsctl("get", table, name, column)
-                 for table, column in (("Port", "_uuid"), ("Interface", "_uuid"), ("Interface", "ofport")))
 
 
 def test_hook_plug_mode_update_keeps_the_port(ovs):

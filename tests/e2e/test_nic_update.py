@@ -7,6 +7,7 @@ bridge on a Quantum host; ``before_update_device`` must put the Quantum wiring b
 it either refuses or makes by moving the tap), keeping the new link state.
 """
 
+from tests import ovs_fixture
 from tests.conftest import NETWORK_ID
 from tests.e2e.host import AGENT_BRIDGE
 from tests.e2e.test_openvswitch import PLUG_MODES, assert_agent_port
@@ -68,11 +69,9 @@ def test_link_down_and_up_keeps_every_kind_wired(e2e_host, vdsm):
 
 
 def port_rows(host, port):
-    """(Port row, Interface row, ofport) of OVS port *port*: what the OVS agent keys on. A
-    port deleted and added again (which the agent unwires and wires anew) has new ones."""
+    """:func:`tests.ovs_fixture.port_rows` of *port* on *host*, once ovs-vswitchd opened it."""
     host.ovs.vsctl("wait-until", "Interface", port, "ofport>0")
-    return tuple(host.ovs.vsctl("get", table, port, column)
-                 for table, column in (("Port", "_uuid"), ("Interface", "_uuid"), ("Interface", "ofport")))
+    return ovs_fixture.port_rows(host.ovs, port)
 
 
 def test_link_down_on_an_ovs_port_the_hook_plugs(e2e_host, vdsm):
