@@ -10,9 +10,8 @@ checked independently: kernel state with ``ip -j``, OVSDB rows with ``ovs-vsctl`
 
 import json
 import os
-import shutil
+import re
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ import uuid
 import pytest
 
 from tests import ovs_fixture
+from tests.ovs_fixture import port_rows
 from tests.conftest import assert_one_line, host_skip_reason, quantum_properties, unplug_marked_only
 from tests.vdsm import EXAMPLE_VM_ID, REPO, run_hook
 from vnic_drivers import naming
@@ -34,17 +34,10 @@ def ovs():
     reason = host_skip_reason() or ovs_fixture.skip_reason()
     if reason:
         pytest.skip(reason)
-    from pyroute2 import netns
+    from vnic_drivers.sandbox import Sandbox
 
-    name = "qvnic-ovs-%s" % uuid.uuid4().hex[:8]
-    directory = tempfile.mkdtemp(prefix="qvnic-ovs-", dir="/tmp")  # short: socket paths
-    netns.create(name)
-    try:
-        with ovs_fixture.private_ovs(directory, netns=name) as running:
-            yield running
-    finally:
-        netns.remove(name)
-        shutil.rmtree(directory, ignore_errors=True)
+    with Sandbox("qvnic-ovs") as box, ovs_fixture.private_ovs(box.directory, netns=box.name) as running:
+        yield running
 
 
 def config(ovs, **options):
@@ -439,6 +432,62 @@ def test_hook_plug_mode_with_a_real_tap(ovs):
         for _ in range(2):
             assert_quiet(hook(ovs, "after_nic_hotunplug", properties, created.after, plug="hook"))
             assert tap not in ports(ovs) and interface(ovs, tap) is None
+    finally:
+        remove_tap(ovs, tap)
+
+
+def test_hook_plug_mode_update_keeps_the_port(ovs):
+    """after_update_device (a link down/up) must not bounce the port the hook added: a
+    port as wanted is left alone, a wrong or missing id is corrected in the same rows."""
+    port = new_port()
+    properties = quantum_properties("OPEN_VSWITCH", port_id=port, mtu="1400")
+    created = hook(ovs, "before_device_create", properties, plug="hook")
+    assert_quiet(created)
+    tap = libvirt_tap(ovs, port)
+    wanted = {"iface-id": port, "iface-status": "active", "attached-mac": MAC, "vm-id": EXAMPLE_VM_ID}
+    try:
+        run = hook(ovs, "after_device_create", properties, created.after, plug="hook")
+        assert_quiet(run)
+        assert "(added)" in run.stderr
+        ovs.vsctl("wait-until", "Interface", tap, "ofport>0")  # ovs-vswitchd took the tap
+        rows = port_rows(ovs, tap)
+
+        for link_state in ("down", "up"):
+            update = re.sub(rb'<link state="up" ?/>', b'<link state="%s"/>' % link_state.encode(),
+                            created.after)
+            assert b'<link state="%s"/>' % link_state.encode() in update
+            assert_quiet(hook(ovs, "before_update_device", properties, update, plug="hook"))
+            run = hook(ovs, "after_update_device", properties, update, plug="hook")
+            assert_quiet(run)
+            assert "already in place: left alone" in run.stderr
+            assert port_rows(ovs, tap) == rows
+            assert interface(ovs, tap)["external_ids"] == wanted
+
+        # Someone changed the ids and the MTU: corrected in place, other keys kept.
+        ovs.vsctl("set", "Interface", tap, "external_ids:attached-mac=00:00:5e:00:53:01",
+                  "external_ids:audit=kept", "mtu_request=1500", "--",
+                  "remove", "Interface", tap, "external_ids", "vm-id")
+        run = hook(ovs, "after_update_device", properties, created.after, plug="hook")
+        assert_quiet(run)
+        assert "corrected in place" in run.stderr
+        assert port_rows(ovs, tap) == rows
+        row = interface(ovs, tap)
+        assert row["external_ids"] == dict(wanted, audit="kept") and row["mtu_request"] == 1400
+
+        # On another bridge: only then is it re-added, on br-int.
+        ovs.vsctl("add-br", "br-other", "--", "set", "Bridge", "br-other", "datapath_type=netdev")
+        try:
+            ovs.vsctl("del-port", tap, "--", "add-port", "br-other", tap)
+            run = hook(ovs, "after_update_device", properties, created.after, plug="hook")
+            assert_quiet(run)
+            assert "(added)" in run.stderr
+            assert tap in ports(ovs) and tap not in ports(ovs, "br-other")
+            assert interface(ovs, tap)["external_ids"] == wanted
+        finally:
+            ovs.vsctl("del-br", "br-other")
+
+        assert_quiet(hook(ovs, "after_device_destroy", properties, plug="hook"))
+        assert tap not in ports(ovs) and interface(ovs, tap) is None
     finally:
         remove_tap(ovs, tap)
 

@@ -238,11 +238,14 @@ def finish(action, hook_point, vnic, driver, config, logger, api=None, dry_run=F
         # libvirt refused the update: the device, and so its host side, is as before.
         logger.info("%s: update of vNIC %s failed; host wiring left as it was", hook_point, vnic.port_id)
     else:
-        driver.unplug(vnic)
         if not dry_run:
             from . import records
 
+            # First: the record says a VM is starting or running with this vNIC (quantum-vnic
+            # cleanup leaves such vNICs alone), and after this point none is, even if the
+            # unplug fails or is killed half-way and leaves devices for cleanup.
             records.remove(config, vnic, logger)
+        driver.unplug(vnic)
 
 
 def _record(config, vnic, options, logger):

@@ -36,6 +36,9 @@ from .log import LOG
 
 
 HYBRID, VIRTUALPORT, HOOK = "hybrid", "virtualport", "hook"
+# What plug mode hook did to the port (host/ovs_plug.attach_tap), for the log line.
+ATTACHED = {"added": " (added)", "updated": " (external_ids or MTU corrected in place)",
+            "kept": " (already in place: left alone)"}
 
 
 class OpenVSwitchDriver(VnicDriver):
@@ -112,7 +115,8 @@ class OpenVSwitchDriver(VnicDriver):
             raise HostError("%s has external_ids:iface-id=%s, expected %s: the OVS agent would "
                             "wire it to the wrong Quantum port" % (where, status["iface_id"], vnic.port_id))
         if wait <= 0 or status["wired"]:
-            LOG.info("%s is in place for Quantum port %s", where, vnic.port_id)
+            LOG.info("%s is in place for Quantum port %s%s", where, vnic.port_id,
+                     ATTACHED.get(status.get("attach"), ""))
             return
         LOG.warning("%s: the OVS agent has not wired it within %gs (VLAN tag %s); the guest "
                     "has no network until it does; is the agent running?",

@@ -79,6 +79,57 @@ def remove(config, vnic, logger):
         os.close(dir_fd)
 
 
+def recorded(config):
+    """Every record in ``[hook] state_dir``: ``{port id: {"vm_id", "age"}}``, *age* in
+    seconds since the record was written (its mtime); HostError when the directory
+    cannot be read.
+
+    For ``quantum-vnic cleanup``: a ``before_*`` point writes the record, so a fresh one
+    marks a vNIC whose VM may be between ``before_device_create`` and libvirt's start
+    (no domain runs yet). Only regular files named ``PORT_ID.json`` count; one whose
+    content does not parse counts too, by its mtime, with no VM (``vm_id`` None).
+    """
+    import stat
+    import time
+
+    from . import hooking
+
+    directory = config.get("hook", "state_dir")
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return {}  # no before_* point ran since /run was made
+    except OSError as err:
+        raise HostError("cannot list the MAC records in %s: %s" % (directory, err.strerror)) from None
+    now = time.time()
+    found = {}
+    for name in names:
+        port_id = name[:-len(".json")]
+        if not name.endswith(".json") or _uuid_or_none(port_id) != port_id:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue  # removed meanwhile (an unplug)
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        try:
+            record = hooking.load_json(hooking.read_bytes(path, limit=4096), "MAC record")
+        except HookError:
+            record = None
+        vm_id = record.get("vm_id") if isinstance(record, dict) else None
+        found[port_id] = {"vm_id": _uuid_or_none(vm_id), "age": now - info.st_mtime}
+    return found
+
+
+def _uuid_or_none(text):
+    try:
+        return naming.uuid(text, "id") if isinstance(text, str) else None
+    except InputError:
+        return None
+
+
 def recorded_mac(config, vnic):
     """The MAC a ``before_*`` point recorded for *vnic*'s port in this VM, or None."""
     from . import hooking

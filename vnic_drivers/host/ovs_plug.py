@@ -39,15 +39,21 @@ def hybrid_plug(ovsdb_remote, bridge, port_id, mac, vm_id, mtu):
 
 
 def attach_tap(ovsdb_remote, bridge, port_id, mac, vm_id, mtu, wait):
-    """Plug mode ``hook``: the tap libvirt made goes on *bridge* as libvirt would put it."""
+    """Plug mode ``hook``: the tap libvirt made goes on *bridge* as libvirt would put it.
+
+    The port's status (:func:`.ovsdb.port_status`) and ``attach``: ``added``, ``updated``
+    (ids or MTU corrected in place) or ``kept`` (already as wanted).
+    """
     tap = naming.tap_name(port_id)
     with ovsdb.connect(ovsdb_remote) as db:
         if not netlink.link_exists(tap):
             raise HostError("tap %s does not exist: libvirt did not create the device "
                             "(type='ethernet' with target dev %s); see libvirt's log" % (tap, tap))
-        # vm-id, as libvirt writes it for <virtualport type='openvswitch'>.
-        ovsdb.add_port(db, bridge, tap, _external_ids(port_id, mac, "vm-id", vm_id), mtu)
-        return ovsdb.wait_until_wired(db, bridge, tap, wait)
+        # vm-id, as libvirt writes it for <virtualport type='openvswitch'>. A tap already
+        # on the bridge with these ids (after_update_device, a re-run) is left as it is,
+        # not re-added: the agent would see a new port and wire it again (ovsdb.add_port).
+        done = ovsdb.add_port(db, bridge, tap, _external_ids(port_id, mac, "vm-id", vm_id), mtu)
+        return dict(ovsdb.wait_until_wired(db, bridge, tap, wait), attach=done)
 
 
 def port_status(ovsdb_remote, bridge, port_id, hybrid, wait):

@@ -257,55 +257,124 @@ def _detach(port_uuid):
 
 # --- What the operations in .ovs_plug need ---
 
-def _port_uuid(db, name):
-    rows = db.transact(_select("Port", name, ["_uuid"]))[0]["rows"]
-    return _uuid(rows[0]["_uuid"]) if rows else None
+def _port_as_seen(db, name):
+    """Port *name* and its Interface as they are now, in one read (None: no such port).
+
+    ``{"port": uuid, "single": the port has exactly the Interface row of its own name,
+    "iface": that row's uuid, "external_ids": dict, "raw_ids": as OVSDB sent it,
+    "mtu_request": int or None}``.
+    """
+    ports, interfaces = (result["rows"] for result in db.transact(
+        _select("Port", name, ["_uuid", "interfaces"]),
+        _select("Interface", name, ["_uuid", "external_ids", "mtu_request"])))
+    if not ports:
+        return None
+    refs = ports[0]["interfaces"]
+    refs = [_uuid(ref) for ref in (refs[1] if refs[0] == "set" else [refs])]
+    iface = interfaces[0] if interfaces else None
+    return {"port": _uuid(ports[0]["_uuid"]), "iface": iface and _uuid(iface["_uuid"]),
+            "single": iface is not None and refs == [_uuid(iface["_uuid"])],
+            "external_ids": _unmap(iface["external_ids"]) if iface else {},
+            "raw_ids": iface["external_ids"] if iface else None,
+            "mtu_request": _optional(iface["mtu_request"]) if iface else None}
 
 
 def add_port(db, bridge, name, external_ids, mtu=None):
-    """Put port *name* (one interface, same name) on *bridge* with *external_ids*.
+    """Make port *name* (one interface, same name) be on *bridge* with *external_ids*
+    (and ``mtu_request`` *mtu*, when given); what it took: ``"kept"``, ``"updated"`` or
+    ``"added"``.
 
-    A port of that name already there (a re-run, a stale port) is replaced in the same
-    transaction. The common case, no such port, is one round trip.
+    Idempotent, and never bouncing a port that is already there: the OVS agent (and
+    ovs-vswitchd) see a deleted and re-added port as a new one (new rows), which the agent
+    unwires and wires again: the guest loses its network meanwhile. So a
+    port on *bridge* whose interface already carries these ids is left alone
+    (``kept``); one whose ids or MTU differ is corrected in place, same rows
+    (``updated``: other keys of its external_ids stay); only a port that is missing, on
+    another bridge or of another shape is (re)created (``added``), replacing the old one
+    in the same transaction. Each write is conditional on the rows read just before (a
+    ``wait``), so a concurrent change is read again rather than overwritten.
     """
+    for _ in range(WRITE_ATTEMPTS):
+        # Always a read first, answered before anything is written: a server that hung
+        # (or was stopped) before this point fails the hook before a write is even sent.
+        # A sent write that times out may still commit when the server wakes, and nothing
+        # can be queued behind it: the server drops the connection on the failed reply.
+        # Its port is then a leftover for the next run of this hook point or for
+        # quantum-vnic cleanup.
+        seen = _port_as_seen(db, name)
+        if seen is not None and seen["single"]:
+            done = _correct_in_place(db, bridge, name, seen, external_ids, mtu)
+            if done:
+                return done
+            if done is None:
+                continue  # changed since the read: read again
+        if _replace(db, bridge, name, seen and seen["port"], external_ids, mtu):
+            return "added"
+    raise HostError("port %s kept changing while being added to %s; try again" % (name, bridge))
+
+
+def _correct_in_place(db, bridge, name, seen, external_ids, mtu):
+    """``"kept"`` or ``"updated"``; None when the rows changed since *seen*; '' when the
+    port is not on *bridge* (or the bridge is missing): the caller replaces it then."""
+    wanted = dict(seen["external_ids"], **external_ids)
+    changes = {}
+    if wanted != seen["external_ids"]:
+        changes["external_ids"] = _map(wanted)
+    if mtu is not None and seen["mtu_request"] != mtu:
+        changes["mtu_request"] = mtu
+    port_ref, iface_ref = ["uuid", seen["port"]], ["uuid", seen["iface"]]
+    operations = [
+        _expect("Bridge", _named(bridge) + [["ports", "includes", port_ref]], ["name"], [{"name": bridge}]),
+        _expect("Port", _named(name), ["_uuid"], [{"_uuid": port_ref}]),
+        _expect("Interface", [["_uuid", "==", iface_ref]], ["external_ids"], [{"external_ids": seen["raw_ids"]}]),
+    ]
+    if changes:
+        operations.append({"op": "update", "table": "Interface", "where": [["_uuid", "==", iface_ref]],
+                           "row": changes})
+    try:
+        db.transact(*operations)
+    except TransactionError as err:
+        if err.index == 0:
+            return ""  # not on this bridge: not ours to correct in place
+        if err.index < 3:
+            return None
+        raise HostError("OVSDB at %s refused to update port %s on %s: %s%s"
+                        % (db.remote, name, bridge, err.error,
+                           " (%s)" % err.details if err.details else "")) from None
+    return "updated" if changes else "kept"
+
+
+def _replace(db, bridge, name, existing, external_ids, mtu):
+    """Insert port *name* on *bridge*, removing Port row *existing* (or expecting none)
+    in the same transaction; False when the Port row is no longer as expected."""
     interface = {"name": name, "external_ids": _map(external_ids)}
     if mtu is not None:
         interface["mtu_request"] = mtu
-    existing = None  # assumed absent; the guard below says when it is not
-    # An answered empty transaction first: a server that hung (or was stopped) before
-    # this point then fails the hook before the insert is even sent. A sent insert that
-    # times out may still commit when the server wakes, and nothing can be queued behind
-    # it: the server drops the connection on the failed reply. Its port is then a
-    # leftover for the next run of this hook point or for quantum-vnic cleanup.
-    db.transact()
-    for _ in range(WRITE_ATTEMPTS):
-        operations = [
-            _expect("Port", _named(name), ["_uuid"], [{"_uuid": ["uuid", existing]}] if existing else []),
-            _expect("Bridge", _named(bridge), ["name"], [{"name": bridge}]),
-        ]
-        if existing:
-            operations.append(_detach(existing))
-        operations += [
-            {"op": "insert", "table": "Interface", "row": interface, "uuid-name": "iface"},
-            {"op": "insert", "table": "Port", "uuid-name": "port",
-             "row": {"name": name, "interfaces": ["named-uuid", "iface"]}},
-            {"op": "mutate", "table": "Bridge", "where": _named(bridge),
-             "mutations": [["ports", "insert", ["set", [["named-uuid", "port"]]]]]},
-        ]
-        try:
-            db.transact(*operations)
-            return
-        except TransactionError as err:
-            if err.index == 0:  # the port is not as assumed: read it and try again
-                existing = _port_uuid(db, name)
-                continue
-            if err.index == 1:
-                raise HostError("bridge %s does not exist in OVSDB at %s: create it or set "
-                                "[openvswitch] integration_bridge" % (bridge, db.remote)) from None
-            raise HostError("OVSDB at %s refused to add port %s to %s: %s%s"
-                            % (db.remote, name, bridge, err.error,
-                               " (%s)" % err.details if err.details else "")) from None
-    raise HostError("port %s kept changing while being added to %s; try again" % (name, bridge))
+    operations = [
+        _expect("Port", _named(name), ["_uuid"], [{"_uuid": ["uuid", existing]}] if existing else []),
+        _expect("Bridge", _named(bridge), ["name"], [{"name": bridge}]),
+    ]
+    if existing:
+        operations.append(_detach(existing))
+    operations += [
+        {"op": "insert", "table": "Interface", "row": interface, "uuid-name": "iface"},
+        {"op": "insert", "table": "Port", "uuid-name": "port",
+         "row": {"name": name, "interfaces": ["named-uuid", "iface"]}},
+        {"op": "mutate", "table": "Bridge", "where": _named(bridge),
+         "mutations": [["ports", "insert", ["set", [["named-uuid", "port"]]]]]},
+    ]
+    try:
+        db.transact(*operations)
+    except TransactionError as err:
+        if err.index == 0:  # the port is not as read: read it again
+            return False
+        if err.index == 1:
+            raise HostError("bridge %s does not exist in OVSDB at %s: create it or set "
+                            "[openvswitch] integration_bridge" % (bridge, db.remote)) from None
+        raise HostError("OVSDB at %s refused to add port %s to %s: %s%s"
+                        % (db.remote, name, bridge, err.error,
+                           " (%s)" % err.details if err.details else "")) from None
+    return True
 
 
 def delete_ports(db, names):
