@@ -375,6 +375,32 @@ def test_plain_port_with_wrong_iface_id(ovs):
         remove_tap(ovs, tap)
 
 
+def test_port_status_by_remembered_rows_sees_a_re_created_port(ovs):
+    """One process (the resident helper) remembers a port's rows and reads them by uuid
+    next time; a port deleted and re-created meanwhile (new rows, other ids) is read
+    again by name, and a deleted one is reported missing."""
+    from vnic_drivers.host import ovsdb
+
+    port, other = new_port(), new_port()
+    tap = libvirt_adds_port(ovs, port)
+    try:
+        with ovsdb.connect(ovs.remote) as db:
+            first = ovsdb.port_status(db, "br-int", tap)
+            assert first["iface_id"] == port and first["on_bridge"]
+            assert (ovs.remote, tap) in ovsdb._ROWS
+            assert ovsdb.port_status(db, "br-int", tap) == first  # by uuid, same answer
+            ovs.vsctl("del-port", "br-int", tap)
+            ovs.vsctl("add-port", "br-int", tap, "--", "set", "Interface", tap,
+                      "external_ids:iface-id=%s" % other)
+            again = ovsdb.port_status(db, "br-int", tap)
+            assert again["iface_id"] == other and again["on_bridge"]
+            ovs.vsctl("del-port", "br-int", tap)
+            gone = ovsdb.port_status(db, "br-int", tap)
+            assert not gone["exists"] and not gone["on_bridge"] and gone["iface_id"] is None
+    finally:
+        remove_tap(ovs, tap)
+
+
 def test_wait_for_agent_times_out_with_a_warning(ovs):
     port = new_port()
     tap = libvirt_adds_port(ovs, port)
