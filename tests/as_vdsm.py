@@ -34,6 +34,7 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRIVILEGED = "/usr/libexec/quantum-vnic/quantum-vnic-privileged"
 ROOT_CONFIG = "/etc/vdsm/quantum_vnic.conf"  # what the root process reads (sudo drops the env)
+HELPER_SOCKET = "/run/quantum-vnic/helper.sock"  # vnic_drivers.helper.DEFAULT_SOCKET
 NO_OVSDB = "no-ovsdb.sock"  # the remote of the default ROOT_CONFIG: nothing listens there
 SUDOERS_NAME = "50_vdsm_hook_quantum_vnic"
 VDSM_ID = 36  # vdsm's uid/gid on oVirt hosts
@@ -71,18 +72,19 @@ def workdir():
 
 
 def run_as_vdsm(workdir, argv, env=None, netns=None, input=None, timeout=60, as_root=False,
-                config=None):
+                config=None, helper_socket=None):
     """Run *argv* as vdsm (see the module docstring); returns the CompletedProcess.
 
     With *as_root* the command stays root on that same host view (an admin's tool, such
     as ``quantum-vnic doctor``, on a host where vdsm and the drop-in exist). *config* is
-    the file seen at ``/etc/vdsm/quantum_vnic.conf`` (the root process's config).
+    the file seen at ``/etc/vdsm/quantum_vnic.conf`` (the root process's config);
+    *helper_socket* the socket seen at ``/run/quantum-vnic/helper.sock`` (a test helper's).
     """
-    return subprocess.run(command(workdir, argv, netns, as_root, config), env=env, input=input,
+    return subprocess.run(command(workdir, argv, netns, as_root, config, helper_socket), env=env, input=input,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def command(workdir, argv, netns=None, as_root=False, config=None):
+def command(workdir, argv, netns=None, as_root=False, config=None, helper_socket=None):
     """The argv that runs *argv* as :func:`run_as_vdsm` does, for a caller that starts it
     itself (a daemon: ``subprocess.Popen``)."""
     prefix = ["unshare", "--mount", "--propagation", "private", "--",
@@ -93,6 +95,8 @@ def command(workdir, argv, netns=None, as_root=False, config=None):
         prefix += ["--root"]
     if config:
         prefix += ["--config", os.path.abspath(config)]
+    if helper_socket:
+        prefix += ["--helper-socket", os.path.abspath(helper_socket)]
     return prefix + [str(workdir), "--"] + list(argv)
 
 
@@ -154,6 +158,19 @@ def _overlay(workdir, target, mode, populate=None):
            "lowerdir=%s,upperdir=%s,workdir=%s" % (target, upper, work), target)
     for point in submounts:
         _mount("--rbind", below + point[len(target.rstrip("/")):], point)
+
+
+def _helper_socket(workdir, socket_path):
+    """Show *socket_path* at HELPER_SOCKET, where after_* hooks look for the helper first,
+    through an overlay on /run: the machine's /run is not changed."""
+    directory = os.path.dirname(HELPER_SOCKET)
+
+    def populate(upper):
+        os.makedirs(os.path.join(upper, os.path.relpath(directory, "/run")), mode=0o755)
+        open(os.path.join(upper, os.path.relpath(HELPER_SOCKET, "/run")), "w").close()
+
+    _overlay(workdir, "/run", 0o755, populate)
+    _mount("--bind", socket_path, HELPER_SOCKET)
 
 
 def _root_config(workdir, config):
@@ -221,6 +238,7 @@ def main():
     parser.add_argument("--netns")
     parser.add_argument("--root", action="store_true", help="stay root: do not become vdsm")
     parser.add_argument("--config", help="the file the root process sees at " + ROOT_CONFIG)
+    parser.add_argument("--helper-socket", help="the socket seen at " + HELPER_SOCKET)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -239,6 +257,8 @@ def main():
         _add_vdsm(private, uid)
         _sudoers_dir(private)
         _overlay(private, "/usr/libexec", 0o755, _install_entry_point)
+        if args.helper_socket:
+            _helper_socket(private, args.helper_socket)
         import lxml  # the hooks' one compiled dependency: its directory must be reachable
 
         for directory in _untraversable([sys.executable, sys.prefix, REPO, args.workdir,

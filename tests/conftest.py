@@ -2,9 +2,6 @@
 
 import contextlib
 import os
-import shutil
-import tempfile
-import uuid
 
 import pytest
 
@@ -36,6 +33,24 @@ def assert_one_line(run, code, *needles):
     return lines[0]
 
 
+
+def unplug_marked_only(netns, ovsdb_remote, port_id):
+    """ovs_unplug's first half in a process of *netns* that then exits without running
+    its Then step: the state a hook or the helper killed between marking the hybrid
+    devices for removal and deleting them leaves (OVS ports gone, devices still there,
+    qvo down, qvo and qbr in the port's removal group)."""
+    import subprocess
+    import sys
+
+    from tests.vdsm import REPO
+
+    code = ("from vnic_drivers.host import ovs_plug, privileged\n"
+            "outcome = ovs_plug.unplug(%r, %r)\n"
+            "assert isinstance(outcome, privileged.Then), outcome\n" % (ovsdb_remote, port_id))
+    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code],
+                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
 requires_host = pytest.mark.skipif(host_skip_reason() is not None, reason=str(host_skip_reason()))
 
 
@@ -45,14 +60,10 @@ def netns():
     reason = host_skip_reason()
     if reason:
         pytest.skip(reason)
-    from pyroute2 import netns as pyroute2_netns
+    from vnic_drivers.sandbox import Sandbox
 
-    name = "qvnic-%s" % uuid.uuid4().hex[:10]
-    pyroute2_netns.create(name)
-    try:
-        yield name
-    finally:
-        pyroute2_netns.remove(name)
+    with Sandbox("qvnic-t") as box:  # a killed run's is removed by the next (sandbox.remove_stale)
+        yield box.name
 
 
 
@@ -71,10 +82,12 @@ def vdsm_workdir():
 
 @contextlib.contextmanager
 def ovs_in_netns(prefix, mode=None):
-    """For a module-scoped fixture: a fresh network namespace and temp dir (*prefix*-named,
-    chmod *mode* if given) with a private OVS (:mod:`tests.ovs_fixture`) running in it;
-    yields ``(netns, directory, ovs)`` and removes all three afterwards. Skips unless this
-    host can run kernel objects, OVS and libvirt's test driver."""
+    """For a module-scoped fixture: a fresh network namespace and temp dir (a
+    :class:`vnic_drivers.sandbox.Sandbox` named after *prefix*, chmod *mode* if given) with
+    a private OVS (:mod:`tests.ovs_fixture`) running in it; yields ``(netns, directory,
+    ovs)`` and removes all three afterwards (a killed run's: the OVS dies with it, the
+    next run removes the rest). Skips unless this host can run kernel objects, OVS and
+    libvirt's test driver."""
     from tests import ovs_fixture
 
     reason = host_skip_reason() or ovs_fixture.skip_reason()
@@ -84,19 +97,13 @@ def ovs_in_netns(prefix, mode=None):
         import libvirt  # noqa: F401
     except ImportError:
         pytest.skip("needs libvirt-python (pip install libvirt-python)")
-    from pyroute2 import netns as pyroute2_netns
+    from vnic_drivers.sandbox import Sandbox
 
-    name = "%s-%s" % (prefix, uuid.uuid4().hex[:8])
-    directory = tempfile.mkdtemp(prefix=prefix + "-", dir="/tmp")
-    if mode is not None:
-        os.chmod(directory, mode)
-    pyroute2_netns.create(name)
-    try:
-        with ovs_fixture.private_ovs(directory, netns=name) as ovs:
-            yield name, directory, ovs
-    finally:
-        pyroute2_netns.remove(name)
-        shutil.rmtree(directory, ignore_errors=True)
+    with Sandbox(prefix) as box:
+        if mode is not None:
+            os.chmod(box.directory, mode)
+        with ovs_fixture.private_ovs(box.directory, netns=box.name) as ovs:
+            yield box.name, box.directory, ovs
 
 
 def pytest_configure(config):

@@ -56,3 +56,11 @@ def private_ovs(directory, netns=None, vswitchd=True):
         yield ovs
     finally:
         ovs.stop()
+
+
+def port_rows(ovs, name):
+    """(Port row, Interface row, ofport) of port *name* in *ovs*: what the OVS agent keys
+    on. A port deleted and added again (which the agent unwires and wires anew) has new
+    rows; with ovs-vswitchd, wait until it has an ofport first."""
+    return tuple(ovs.vsctl("get", table, name, column)
+                 for table, column in (("Port", "_uuid"), ("Interface", "_uuid"), ("Interface", "ofport")))

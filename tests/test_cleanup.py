@@ -1,23 +1,26 @@
 """``quantum-vnic cleanup`` against real kernel objects, a real OVS and libvirt's test driver.
 
 "In use" comes from libvirt: here its test driver (``test:///PATH``), whose node file
-declares running domains with the interfaces a real VM would have; a real libvirtd
-with QEMU would answer the same read-only calls (tests/e2e covers that daemon). The
-devices live in the test's network namespace, the ports in a private OVS
-(:mod:`tests.ovs_fixture`); cleanup runs as its own process in that namespace.
+declares running domains with the interfaces a real VM would have (and defined ones that
+do not run); a real libvirtd with QEMU would answer the same read-only calls (tests/e2e
+covers that daemon). The devices live in the test's network namespace, the ports in a
+private OVS (:mod:`tests.ovs_fixture`); cleanup runs as its own process in that
+namespace, and reads the MAC records the hooks left (``[hook] state_dir``).
 """
 
 import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
 
 from tests.conftest import ovs_in_netns, quantum_properties
-from tests.vdsm import REPO, run_hook
+from tests.vdsm import EXAMPLE_VM_ID, REPO, STATE_DIR, run_hook
 from vnic_drivers import naming
+from vnic_drivers.cleanup import RECORD_GRACE
 
 MAC = "00:1a:4a:16:01:51"
 with open(os.path.join(REPO, "examples", "ovs_vnic.xml"), "rb") as _stream:
@@ -29,18 +32,23 @@ def ovs():
     with ovs_in_netns("qvnic-cln") as (_, directory, running):
         running.config = os.path.join(directory, "quantum_vnic.conf")
         with open(running.config, "w", encoding="utf-8") as stream:
-            stream.write("[openvswitch]\novsdb = %s\n" % running.remote)
+            # The records the hooks of these tests leave (tests/vdsm.py), as on a host.
+            stream.write("[openvswitch]\novsdb = %s\n[hook]\nstate_dir = %s\n" % (running.remote, STATE_DIR))
         running.tmp = directory
         yield running
 
 
-def libvirt_uri(ovs, *interfaces):
-    """A test-driver URI whose one running domain has *interfaces* (XML snippets)."""
+def libvirt_uri(ovs, *interfaces, defined=()):
+    """A test-driver URI whose one running domain has *interfaces* (XML snippets), and
+    with a domain for each UUID of *defined* that libvirt knows but does not run."""
     path = os.path.join(ovs.tmp, "node-%s.xml" % uuid.uuid4().hex[:8])
+    stopped = "".join("<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>"
+                      "<name>vm-%s</name><uuid>%s</uuid><memory>65536</memory><os><type>hvm</type>"
+                      "</os><test:runstate>5</test:runstate></domain>" % (vm[:8], vm) for vm in defined)
     with open(path, "w", encoding="utf-8") as stream:
         stream.write("<node><domain type='test'><name>vm-%s</name><memory>65536</memory>"
-                     "<os><type>hvm</type></os><devices>%s</devices></domain></node>"
-                     % (uuid.uuid4().hex[:6], "".join(interfaces)))
+                     "<os><type>hvm</type></os><devices>%s</devices></domain>%s</node>"
+                     % (uuid.uuid4().hex[:6], "".join(interfaces), stopped))
     return "test://" + path
 
 
@@ -71,12 +79,19 @@ def ports(ovs):
     return ovs.vsctl("list-ports", "br-int").split()
 
 
-def hybrid_plug(ovs, port):
+def hybrid_plug(ovs, port, vm_id=EXAMPLE_VM_ID):
+    """before_device_create of a hybrid vNIC: its devices, its port and its MAC record."""
     properties = quantum_properties("OPEN_VSWITCH", port_id=port, security_groups="sg")
-    run = run_hook("before_device_create", OVS_DEVICE, properties, netns=ovs.netns,
+    run = run_hook("before_device_create", OVS_DEVICE, properties, netns=ovs.netns, vm_id=vm_id,
                    config="[openvswitch]\novsdb = %s\n" % ovs.remote)
     assert run.returncode == 0, run.stderr
     return naming.hybrid_names(port)
+
+
+def age_record(port, seconds=RECORD_GRACE + 60):
+    """Make the MAC record of *port* look written *seconds* ago (a VM that died long ago)."""
+    then = time.time() - seconds
+    os.utime(os.path.join(STATE_DIR, port + ".json"), (then, then))
 
 
 def libvirt_port(ovs, port, name=None, iface_id=None):
@@ -95,6 +110,7 @@ def test_removes_leftovers_and_keeps_what_running_vms_use(ovs):
     ip(ovs, "link", "set", naming.tap_name(used), "master", used_names[0])
     gone_names = hybrid_plug(ovs, gone)
     ip(ovs, "tuntap", "add", "dev", naming.tap_name(gone), "mode", "tap")  # QEMU died, tap stayed
+    age_record(gone)  # ... long ago: no VM is being started with it
     plain_tap = libvirt_port(ovs, plain)
     uri = libvirt_uri(ovs, bridge_interface(used, used_names[0]))
 
@@ -121,7 +137,8 @@ def test_removes_leftovers_and_keeps_what_running_vms_use(ovs):
     again = cleanup(ovs, uri)
     assert again.returncode == 0 and "nothing to clean up" in again.stdout, again
 
-    # The VM stops: its vNIC is a leftover now.
+    # The VM stopped long ago: its vNIC is a leftover now.
+    age_record(used)
     assert cleanup(ovs, libvirt_uri(ovs)).returncode == 0
     for name in used_names + (naming.tap_name(used),):
         assert link(ovs, name) is None, name
@@ -166,7 +183,7 @@ def test_refuses_when_libvirt_cannot_be_asked(ovs):
             assert link(ovs, name) is not None, name
         assert names[2] in ports(ovs)
     finally:
-        assert cleanup(ovs, libvirt_uri(ovs)).returncode == 0
+        assert cleanup(ovs, libvirt_uri(ovs), "--force").returncode == 0  # its record is fresh
     assert link(ovs, names[0]) is None
 
 
@@ -229,5 +246,48 @@ def test_doctor_reports_leftovers_and_suggests_cleanup(ovs):
     assert names[0] in check["message"] and "OVS port %s" % names[2] in check["message"]
     assert "quantum-vnic cleanup" in check["fix"]
     assert link(ovs, names[0]) is not None  # doctor only reads
-    assert cleanup(ovs, libvirt_uri(ovs)).returncode == 0
+    assert cleanup(ovs, libvirt_uri(ovs), "--force").returncode == 0  # its record is fresh
     assert leftovers_check()["status"] == "ok"
+
+
+def test_a_vm_being_started_keeps_its_devices(ovs):
+    """Between before_device_create and libvirt's start a VM is no running domain, but
+    its hook left a MAC record: that vNIC is skipped, with the reason, while the record
+    is younger than the grace period or names a VM libvirt knows; --force removes it."""
+    starting, defined, fresh = (str(uuid.uuid4()) for _ in range(3))
+    defined_vm = str(uuid.uuid4())  # VDSM defined its domain and has not started it
+    names = {starting: hybrid_plug(ovs, starting), defined: hybrid_plug(ovs, defined, vm_id=defined_vm),
+             fresh: hybrid_plug(ovs, fresh)}
+    age_record(defined)  # old, but libvirt still knows its VM
+    uri = libvirt_uri(ovs, defined=[defined_vm])
+
+    def skipped(report):
+        return {vnic["id"]: vnic["reason"] for vnic in report["skipped"]}
+
+    done = cleanup(ovs, uri, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["removed"] == [] and sorted(skipped(report)) == sorted(port[:11] for port in names)
+    assert "written" in skipped(report)[starting[:11]] and "--force" in skipped(report)[starting[:11]]
+    assert "%s, which libvirt knows" % defined_vm in skipped(report)[defined[:11]]
+    for devices in names.values():
+        assert all(link(ovs, name) is not None for name in devices) and devices[2] in ports(ovs)
+
+    dry = cleanup(ovs, uri, "--dry-run")  # the text report: a line per vNIC skipped and why
+    lines = dry.stdout.splitlines()
+    assert dry.returncode == 0 and "3 skipped: a VM may be starting" in lines[-1], dry
+    assert len([line for line in lines if line.startswith("skipped: ") and names[fresh][0] in line]) == 1
+
+    # Its record is older than the grace period now: the VM that wrote it never started.
+    age_record(starting)
+    report = json.loads(cleanup(ovs, uri, "--json").stdout)
+    assert sorted(skipped(report)) == sorted([defined[:11], fresh[:11]])
+    assert "OVS port %s" % names[starting][2] in report["removed"]
+    assert all(link(ovs, name) is None for name in names[starting])
+
+    done = cleanup(ovs, uri, "--force", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["skipped"] == []
+    for port in (defined, fresh):
+        assert all(link(ovs, name) is None for name in names[port]) and names[port][2] not in ports(ovs)

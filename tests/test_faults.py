@@ -18,6 +18,7 @@ import collections
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import uuid
 import pytest
 
 from tests import as_vdsm, ovs_fixture
-from tests.conftest import NETWORK_ID, assert_one_line, ovs_in_netns, quantum_properties
+from tests.conftest import NETWORK_ID, assert_one_line, ovs_in_netns, quantum_properties, unplug_marked_only
 from tests.vdsm import REPO, run_hook
 from vnic_drivers import naming
 
@@ -90,12 +91,12 @@ class Host:
                              for port in ports))
         return "test://" + node
 
-    def cleanup(self, libvirt_uri=None):
+    def cleanup(self, libvirt_uri=None, *args):
         env = dict(os.environ, PYTHONPATH=REPO)
         env.pop("QUANTUM_VNIC_CONF", None)
         return subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-m",
                                "vnic_drivers.cli", "cleanup", "--config", self.config_path,
-                               "--libvirt-uri", libvirt_uri or self.libvirt_uri],
+                               "--libvirt-uri", libvirt_uri or self.libvirt_uri] + list(args),
                               env=env, capture_output=True, text=True, timeout=120, check=False)
 
     # --- kernel objects ---
@@ -122,7 +123,7 @@ class Host:
             self.ns.link("del", index=index)
 
     def link(self, name, ns=None):
-        """{"kind", "master", "up"} of *name*, or None (*ns*: a thread's own NetNS)."""
+        """{"kind", "master", "up", "group"} of *name*, or None (*ns*: a thread's own NetNS)."""
         ns = ns or self.ns
         index = self.lookup(name, ns)
         links = ns.get_links(index) if index is not None else []
@@ -133,7 +134,7 @@ class Host:
         masters = ns.get_links(master) if master else []
         return {"kind": info.get_attr("IFLA_INFO_KIND") if info else None,
                 "master": masters[0].get_attr("IFLA_IFNAME") if masters else None,
-                "up": bool(links[0]["flags"] & 1)}
+                "up": bool(links[0]["flags"] & 1), "group": links[0].get_attr("IFLA_GROUP")}
 
     # --- OVSDB ---
 
@@ -149,7 +150,10 @@ class Host:
         return status
 
     def hybrid_state(self, port, ns=None):
-        """"plugged" (every object, wired right), "clean" (none) or what is half there."""
+        """"plugged" (every object, wired right, in device group 0), "marked" (what an
+        unplug leaves between marking its devices for removal and deleting them: OVS rows
+        gone, qvo down, qvo and qbr in the port's removal group), "clean" (none) or what
+        is half there."""
         qbr, qvb, qvo = naming.hybrid_names(port)
         links = {name: self.link(name, ns) for name in (qbr, qvb, qvo)}
         row = self.port(qvo)
@@ -158,9 +162,16 @@ class Host:
         plugged = (links[qbr] and links[qbr]["kind"] == "bridge" and links[qbr]["up"]
                    and links[qvb] and links[qvb]["kind"] == "veth" and links[qvb]["master"] == qbr
                    and links[qvb]["up"] and links[qvo] and links[qvo]["kind"] == "veth"
-                   and links[qvo]["up"] and row["on_bridge"] and row["iface_id"] == port)
+                   and links[qvo]["up"] and row["on_bridge"] and row["iface_id"] == port
+                   and all(link["group"] == 0 for link in links.values()))
         if plugged:
             return "plugged"
+        from vnic_drivers.host import netlink
+
+        if (all(links.values()) and not row["exists"] and not row["interface"]
+                and not links[qvo]["up"]
+                and links[qvo]["group"] == links[qbr]["group"] == netlink.removal_group(qvo)):
+            return "marked"
         return "half: %s; port %s" % (links, row)
 
 
@@ -251,7 +262,9 @@ def test_sigkill_at_random_points_of_hybrid_plug_and_unplug(host):
                     seen[(hook_point, "killed" if killed else "finished",
                           after_kill if after_kill in ("plugged", "clean") else "half")] += 1
                 if rng.random() < 0.15:
-                    recovery = host.cleanup(others)
+                    # --force: a plug killed after it recorded the MAC left a fresh record,
+                    # which makes cleanup wait out its grace period (a VM may be starting).
+                    recovery = host.cleanup(others, "--force")
                     assert recovery.returncode == 0, (iteration, recovery)
                     goal = "clean"
                 else:
@@ -282,6 +295,105 @@ def test_sigkill_at_random_points_of_hybrid_plug_and_unplug(host):
     # The kills did land inside the host work, not only before or after it (a short
     # loop, SIGKILL_ITERATIONS, may miss it).
     assert any(key[2] == "half" for key in seen) or ITERATIONS < 200, seen
+
+
+# --- an unplug that died between marking its devices and deleting them ---------------
+# ovs_unplug marks the hybrid devices (qvo down, all in the port's removal group:
+# host/netlink.py) and deletes them after; the resident helper answers in between.
+
+
+@pytest.mark.parametrize("repair", ["unplug", "plug", "cleanup"])
+def test_unplug_died_after_marking_the_devices(host, repair):
+    """The exact state a process killed between the two halves leaves; the next unplug,
+    the next plug (a VM restarted) or cleanup each end it fully clean or fully plugged."""
+    port = str(uuid.uuid4())
+    assert host.hook("before_device_create", hybrid(port)).returncode == 0
+    unplug_marked_only(host.netns, host.ovs.remote, port)
+    assert host.hybrid_state(port) == "marked"
+    if repair == "unplug":
+        assert host.hook("after_device_destroy", hybrid(port)).returncode == 0
+    elif repair == "plug":
+        run = host.hook("before_device_create", hybrid(port))
+        assert run.returncode == 0, run.stderr
+        assert host.hybrid_state(port) == "plugged"  # reused, up, back in group 0
+        assert host.hook("after_device_destroy", hybrid(port)).returncode == 0
+    else:
+        # The unplug hook had removed the MAC record before it unplugged (hook_main.finish):
+        # cleanup sees no VM starting with this vNIC.
+        os.unlink(os.path.join(host.directory, "state", port + ".json"))
+        assert host.cleanup().returncode == 0
+    assert_replugs(host, port)
+
+
+HELPER_KILLS = int(os.environ.get("HELPER_KILL_ITERATIONS", "16"))
+
+
+def test_helper_killed_during_an_unplug(host, vdsm_workdir):
+    """SIGKILL the resident helper at a random moment of ovs_unplug: before its answer
+    (the hook would fall back to sudo), or after it, while its deletion may be under way;
+    each time the next request for the port through the restarted helper (unplug, or a
+    plug: the VM restarted) or cleanup leaves it fully clean or fully plugged."""
+    import time
+
+    from tests.test_helper import Helper, settled, write_config
+    from vnic_drivers.helper import client
+
+    rng = random.Random(int(os.environ.get("SIGKILL_SEED", "13")))
+    config = os.path.join(vdsm_workdir, "shared", "faults-helper.conf")
+    helper = Helper(vdsm_workdir, host.netns, config, name="faults")
+    write_config(config, helper.socket, host.ovs.remote)
+    helper.start()
+    port = str(uuid.uuid4())
+    plug_args = {"port_id": port, "mac": MAC, "vm_id": None, "mtu": None}
+    outcomes = collections.Counter()
+    try:
+        # The request and the deletion after its answer, as long as they take here,
+        # bound the kill delays.
+        client.call(helper.socket, "ovs_hybrid_plug", plug_args, 30)
+        client.call(helper.socket, "ovs_unplug", {"port_id": port}, 30)
+        settled(helper.socket, port)
+        times = re.findall(r'ovs_unplug port_id="%s": (?:after the answer: )?done \(([0-9.]+) ms\)'
+                           % port, helper.log())
+        duration = sum(float(ms) for ms in times[-2:]) / 1000
+        for iteration in range(HELPER_KILLS):
+            client.call(helper.socket, "ovs_hybrid_plug", plug_args, 30)
+            assert host.hybrid_state(port) == "plugged", iteration
+            victim = helper.pid()
+            answered = []
+            request = threading.Thread(target=lambda: answered.append(
+                _unplug_or_unavailable(client, helper.socket, port)))
+            request.start()
+            time.sleep(rng.uniform(0, duration * 1.2))
+            os.kill(victim, signal.SIGKILL)
+            request.join()
+            helper.stop()
+            after_kill = host.hybrid_state(port)
+            outcomes[(answered[0], after_kill if after_kill in ("plugged", "marked", "clean")
+                      else "half")] += 1
+            helper.start()
+            repair = rng.choice(["unplug", "plug", "cleanup"])
+            if repair == "cleanup":
+                assert host.cleanup().returncode == 0, iteration
+            else:
+                if repair == "plug":
+                    client.call(helper.socket, "ovs_hybrid_plug", plug_args, 30)
+                    assert host.hybrid_state(port) == "plugged", (iteration, after_kill)
+                client.call(helper.socket, "ovs_unplug", {"port_id": port}, 30)
+                settled(helper.socket, port)
+            assert host.hybrid_state(port) == "clean", (iteration, after_kill, repair)
+    finally:
+        helper.stop()
+    print("\nhelper killed during ovs_unplug: %d times (request + deletion %.1f ms); "
+          "(answer, state at the kill): %s" % (HELPER_KILLS, duration * 1000, json.dumps(
+              {" / ".join(key): count for key, count in sorted(outcomes.items())})))
+
+
+def _unplug_or_unavailable(client, path, port):
+    try:
+        client.call(path, "ovs_unplug", {"port_id": port}, 30)
+    except client.Unavailable:
+        return "no answer"
+    return "answered"
 
 
 # --- ovsdb-server stopped, restarted, hung ----------------------------------------------

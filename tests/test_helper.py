@@ -35,7 +35,7 @@ NETWORK = "7c9d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
 MAC = "00:1a:4a:16:01:51"
 VM = "d1b3a52e-6f6b-4c1d-9a3e-3c1f00d0c0de"
 HELPER_MAIN = ("import sys; sys.path.insert(0, %r); from vnic_drivers.helper.server import main; "
-               "sys.exit(main())" % REPO)
+               "sys.exit(main())")
 
 
 def _skip_reason():
@@ -65,8 +65,9 @@ def write_config(path, helper_socket, ovsdb, **helper):
 class Helper:
     """quantum-vnic-helper under systemd-socket-activate, as root in *netns*."""
 
-    def __init__(self, workdir, netns, config, name="helper"):
+    def __init__(self, workdir, netns, config, name="helper", repo=REPO):
         self.workdir, self.netns, self.config = workdir, netns, config
+        self.repo = repo  # whose vnic_drivers it runs (bench/unplug.py: also an older tree's)
         self.socket = os.path.join(workdir, "run", name + ".sock")
         self.log_path = os.path.join(workdir, name + ".log")
         self.process = None
@@ -78,7 +79,7 @@ class Helper:
         with open(self.log_path, "a", encoding="utf-8") as log:
             self.process = subprocess.Popen(
                 as_vdsm.command(self.workdir, ["systemd-socket-activate", "-l", self.socket,
-                                               sys.executable, "-I", "-c", HELPER_MAIN],
+                                               sys.executable, "-I", "-c", HELPER_MAIN % self.repo],
                                 netns=self.netns, as_root=True, config=self.config),
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 20
@@ -152,9 +153,20 @@ def host():
             helper.stop()
 
 
-def as_vdsm_script(host, script, timeout=120, check=True):
-    """Run Python *script* as vdsm in the sandbox; its JSON output."""
-    box, workdir, config, _ = host
+def settled(path, port_id):
+    """Return once the helper on *path* has finished every change to *port_id*, including
+    what an answered ovs_unplug still deletes: a read-only request for that port waits
+    on the port's lock. (Tests wait with this, never with a sleep.)"""
+    client.call(path, "ovs_port_status", {"port_id": port_id, "hybrid": True, "wait": 0}, 30)
+
+
+def as_vdsm_script(host, script, timeout=120, check=True, at_default_path=True):
+    """Run Python *script* as vdsm in the sandbox; its JSON output.
+
+    *at_default_path*: the helper's socket is also at /run/quantum-vnic/helper.sock (as
+    on a host, where the socket unit listens there), where after_* hooks look first.
+    """
+    box, workdir, config, helper = host
     path = os.path.join(workdir, "shared", "script-%s.py" % uuid.uuid4().hex[:8])
     with open(path, "w", encoding="utf-8") as stream:
         stream.write(textwrap.dedent(script))
@@ -162,7 +174,8 @@ def as_vdsm_script(host, script, timeout=120, check=True):
     env = dict(os.environ, PYTHONPATH=REPO)
     env.pop("QUANTUM_VNIC_CONF", None)
     done = as_vdsm.run_as_vdsm(workdir, [sys.executable, path], env=env, netns=box.name,
-                               config=config, timeout=timeout)
+                               config=config, timeout=timeout,
+                               helper_socket=helper.socket if at_default_path else None)
     if done.returncode == as_vdsm.CANNOT:
         pytest.skip(done.stderr.strip())
     assert done.returncode == 0, done.stderr
@@ -264,9 +277,81 @@ def test_refused_input_is_the_same_error_through_the_helper(host):
         client.call(helper.socket, "reboot", {}, 10)
 
 
+# --- ovs_unplug: answered once the port is cut off, its devices deleted after ------------
+
+def device_group(box, name):
+    """The device's group as ``ip`` shows it: "default" (0) or the number."""
+    done = subprocess.run(["ip", "-n", box.name, "-j", "-d", "link", "show", name],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)[0]["group"]
+
+
+def test_unplug_answers_before_deleting_and_ends_as_through_sudo(host):
+    """Through the helper, ovs_unplug answers once the OVS port is gone and qvo is down
+    (or already deleted), then deletes the devices; the end state and the result are
+    the same as through sudo, where the unplug returns after the deletion."""
+    box, _, _, helper = host
+    port = str(uuid.uuid4())
+    qbr, qvb, qvo = naming.hybrid_names(port)
+    plug = {"port_id": port, "mac": MAC, "vm_id": None, "mtu": None}
+    client.call(helper.socket, "ovs_hybrid_plug", plug, 30)
+    result = client.call(helper.socket, "ovs_unplug", {"port_id": port}, 30)
+    # At the answer (the deletion may have finished since, never the other way round):
+    qvo_state = box.links().get(qvo)
+    assert qvo_state is None or not qvo_state["up"], qvo_state
+    assert qvo not in box.ovs.vsctl("list-ports", "br-int").split()
+    settled(helper.socket, port)
+    through_helper = (result, [name for name in box.links() if name[3:] == port[:11]],
+                      box.ovs.vsctl("list-ports", "br-int").split())
+    assert "ovs_unplug port_id=\"%s\": after the answer: done" % port in helper.log()
+
+    through_sudo = as_vdsm_script(host, """
+        import json
+        from vnic_drivers.host import SudoHost, DEFAULT_PRIVILEGED_COMMAND
+        sudo = SudoHost(DEFAULT_PRIVILEGED_COMMAND)
+        sudo.call("ovs_hybrid_plug", **%r)
+        print(json.dumps(sudo.call("ovs_unplug", port_id=%r)))
+    """ % (plug, port))
+    assert through_helper == (through_sudo, [], box.ovs.vsctl("list-ports", "br-int").split())
+    assert result == {"ports": [qvo], "devices": [qvo, qvb, qbr], "kept": []}
+
+
+def test_a_port_restarted_right_after_its_unplug_ends_wired(host):
+    """A VM restarted at once: ovs_hybrid_plug right after ovs_unplug's answer, through
+    the helper, as vdsm. The plug waits on the port's lock until the deletion is done, so
+    every time it makes the devices anew and the port ends fully wired."""
+    box, _, _, helper = host
+    port = str(uuid.uuid4())
+    qbr, qvb, qvo = naming.hybrid_names(port)
+    plugs = as_vdsm_script(host, """
+        import json
+        from vnic_drivers.helper import client
+        plug = {"port_id": %r, "mac": %r, "vm_id": %r, "mtu": None}
+        results = [client.call(%r, "ovs_hybrid_plug", plug, 30)]
+        for _ in range(10):
+            client.call(%r, "ovs_unplug", {"port_id": plug["port_id"]}, 30)
+            results.append(client.call(%r, "ovs_hybrid_plug", plug, 30))
+        print(json.dumps(results))
+    """ % (port, MAC, VM, helper.socket, helper.socket, helper.socket))
+    assert [result["created"] for result in plugs] == [[qbr, qvb]] * 11, plugs
+    # In the helper's log, each plug comes after the deletion of the unplug before it.
+    events = [("deleted" if "after the answer" in line else "unplug" if "ovs_unplug" in line
+               else "plug") for line in helper.log().splitlines() if 'port_id="%s"' % port in line]
+    assert events == ["plug"] + ["unplug", "deleted", "plug"] * 10, events
+    links = box.links()
+    assert all(links[name]["up"] for name in (qbr, qvb, qvo)), links
+    assert links[qvb]["master"] == qbr
+    assert [device_group(box, name) for name in (qbr, qvb, qvo)] == ["default"] * 3
+    assert box.ovs.vsctl("get", "Interface", qvo, "external_ids:iface-id").strip().strip('"') == port
+    assert box.ovs.vsctl("list-ports", "br-int").split().count(qvo) == 1
+    client.call(helper.socket, "ovs_unplug", {"port_id": port}, 30)
+    settled(helper.socket, port)
+    assert not any(name[3:] == port[:11] for name in box.links())
+
+
 # --- the hooks as VDSM runs them --------------------------------------------------------
 
-def run_hooks(host, hook_point, vnics):
+def run_hooks(host, hook_point, vnics, at_default_path=True):
     """*hook_point* for each demo vNIC as vdsm, as VDSM runs it; [(exit code, stderr)]."""
     box, workdir, _, _ = host
     shared = os.path.join(workdir, "shared")
@@ -289,14 +374,14 @@ def run_hooks(host, hook_point, vnics):
             done = subprocess.run([sys.executable, hook], env=env, capture_output=True, text=True)
             results.append((done.returncode, done.stderr))
         print(json.dumps(results))
-    """ % (calls, demo.VM_ID))
+    """ % (calls, demo.VM_ID), at_default_path=at_default_path)
     for vnic, (_, path, _) in zip(vnics, calls):
         with open(path, "rb") as stream:
             vnic.xml = stream.read()
     return results
 
 
-def vm_lifecycle(host):
+def vm_lifecycle(host, at_default_path=True):
     """Start and destroy one VM with a Linux Bridge and a hybrid OVS vNIC; what each hook
     said, and the host after the start."""
     from vnic_drivers import demo
@@ -306,15 +391,17 @@ def vm_lifecycle(host):
     for vnic in vnics:
         if vnic.plugin == "OPEN_VSWITCH":
             vnic.properties["security_groups"] = "default"  # hybrid: devices before libvirt
-    said = run_hooks(host, "before_device_create", vnics)
+    said = run_hooks(host, "before_device_create", vnics, at_default_path)
     for vnic in vnics:
         demo.libvirt_create(box, vnic)
-    said += run_hooks(host, "after_device_create", vnics)
+    said += run_hooks(host, "after_device_create", vnics, at_default_path)
     links = box.links()
     ports = box.ovs.vsctl("list-ports", "br-int").split()
     for vnic in vnics:
         box.delete_link(vnic.tap)  # QEMU exits: libvirt's tap goes
-    said += run_hooks(host, "after_device_destroy", vnics)
+    said += run_hooks(host, "after_device_destroy", vnics, at_default_path)
+    for vnic in vnics:  # the helper deletes hybrid devices after its answer
+        settled(host[3].socket, vnic.port)
     return vnics, said, links, ports
 
 
@@ -326,12 +413,20 @@ def test_hooks_as_vdsm_through_the_helper_and_through_sudo(host):
     assert not any("using sudo" in stderr for _, stderr in said), said
     assert links[lb.tap]["master"] == naming.linux_bridge_name(NETWORK)
     assert naming.hybrid_names(ovs.port)[2] in ports
-    assert "uid %d: linux_bridge_plug" % as_vdsm.vdsm_uid() in helper.log()
+    uid = as_vdsm.vdsm_uid()
+    # after_* hooks: run whole by the helper (one run_hook each), before_* through its operations.
+    assert "uid %d: run_hook" % uid in helper.log() and "uid %d: ovs_hybrid_plug" % uid in helper.log()
+
+    # Only at the config's socket: the after_* hooks read the config and use the helper's operations.
+    vnics, said_by_operations, links_by_operations, ports_by_operations = vm_lifecycle(host, at_default_path=False)
+    assert said_by_operations == said, (said_by_operations, said)  # the same lines, word for word
+    assert links_by_operations == links and ports_by_operations == ports
+    assert "uid %d: linux_bridge_plug" % uid in helper.log()
 
     # The helper's socket absent: the same host through sudo, one warning line per hook.
     write_config(config, helper.socket + ".absent", box.ovs.remote)
     try:
-        vnics, said_by_sudo, links_by_sudo, ports_by_sudo = vm_lifecycle(host)
+        vnics, said_by_sudo, links_by_sudo, ports_by_sudo = vm_lifecycle(host, at_default_path=False)
     finally:
         write_config(config, helper.socket, box.ovs.remote)
     assert all(code == 0 for code, _ in said_by_sudo), said_by_sudo
@@ -427,6 +522,37 @@ def test_several_requests_on_one_connection(host):
 
 # --- failures under the helper ----------------------------------------------------------
 
+def kill_helper_during(host, script, ready, config_text):
+    """Run *script* (Python, as vdsm, the helper also at the default socket path), SIGKILL
+    the helper once *ready()*, then put *config_text* back and restart the helper; the
+    script's exit code and output."""
+    box, workdir, config, helper = host
+    victim = helper.pid()
+    path = os.path.join(workdir, "shared", "killed-%s.py" % uuid.uuid4().hex[:8])
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(textwrap.dedent(script))
+    os.chmod(path, 0o644)
+    hook = subprocess.Popen(as_vdsm.command(workdir, [sys.executable, path], netns=box.name,
+                                            config=config, helper_socket=helper.socket),
+                            env=dict(os.environ, PYTHONPATH=REPO),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready(victim):
+            assert time.monotonic() < deadline and hook.poll() is None, hook.communicate()
+            time.sleep(0.02)
+        os.kill(victim, signal.SIGKILL)
+        output, _ = hook.communicate(timeout=60)
+    finally:
+        if hook.poll() is None:
+            hook.kill()
+        with open(config, "w", encoding="utf-8") as stream:
+            stream.write(config_text)
+        helper.stop()
+        helper.start()
+    return hook.returncode, output
+
+
 def test_helper_killed_mid_request_hook_falls_back_and_host_ends_plugged(host):
     """The hook's request dies with the helper: the hook runs it through sudo instead and
     the port ends fully plugged (no half-made port, exit 0, one warning line)."""
@@ -446,15 +572,16 @@ def test_helper_killed_mid_request_hook_falls_back_and_host_ends_plugged(host):
     with open(config, "w", encoding="utf-8") as stream:
         stream.write(text)
     helper.reload()
-    victim = helper.pid()
     path = os.path.join(workdir, "shared", "domxml-killed")
     with open(path, "wb") as stream:
         stream.write(b"<interface type='ethernet'><mac address='%s'/><target dev='%s'/></interface>"
                      % (MAC.encode(), tap.encode()))
     os.chown(path, as_vdsm.vdsm_uid(), as_vdsm.vdsm_uid())
-    script = os.path.join(workdir, "shared", "killed.py")
-    with open(script, "w", encoding="utf-8") as stream:
-        stream.write(textwrap.dedent("""
+    # The helper's socket at the default path too: run_hook declines (plug mode hook needs
+    # the MAC record, which is vdsm's), so the hook runs and asks for ovs_attach_tap itself.
+    restored = text.replace("plug = hook\nwait_timeout = 4\n", "").replace("[hook]\nstate_dir = %s\n" % state, "")
+    code, output = kill_helper_during(
+        host, """
             import subprocess, sys
             from vnic_drivers.simulate import hook_environment
             env = hook_environment(%r, {"provider_type": "OPENSTACK_NETWORK", "vnic_id": %r,
@@ -466,35 +593,156 @@ def test_helper_killed_mid_request_hook_falls_back_and_host_ends_plugged(host):
                     break
             sys.exit(done.returncode)
         """ % (path, port, VM, [os.path.join(REPO, "hooks", point)
-                                for point in ("before_device_create", "after_device_create")])))
-    os.chmod(script, 0o644)
-    env = dict(os.environ, PYTHONPATH=REPO)
-    env.pop("QUANTUM_VNIC_CONF", None)
-    hook = subprocess.Popen(as_vdsm.command(workdir, [sys.executable, script], netns=box.name,
-                                            config=config),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while tap not in box.ovs.vsctl("list-ports", "br-int").split():  # the helper is waiting
-            assert time.monotonic() < deadline and hook.poll() is None, hook.communicate()
-            time.sleep(0.05)
-        os.kill(victim, signal.SIGKILL)
-        output, _ = hook.communicate(timeout=60)
-    finally:
-        if hook.poll() is None:
-            hook.kill()
-        text = text.replace("plug = hook\nwait_timeout = 4\n", "").replace("[hook]\nstate_dir = %s\n" % state, "")
-        with open(config, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        helper.stop()
-        helper.start()
-    assert hook.returncode == 0, output
+                                for point in ("before_device_create", "after_device_create")]),
+        # the helper added the port and waits for an agent
+        lambda _pid: tap in box.ovs.vsctl("list-ports", "br-int").split(), restored)
+    declined = "declined: plugging needs the vNIC's MAC" in helper.log()
+    assert code == 0, output
     warnings = [line for line in output.splitlines() if "using sudo instead" in line]
     assert len(warnings) == 1 and "closed the connection without answering" in warnings[0], output
+    assert declined
     assert box.ovs.vsctl("get", "Interface", tap, "external_ids:iface-id").strip().strip('"') == port
     assert box.ovs.vsctl("list-ports", "br-int").split().count(tap) == 1
     box.ovs.vsctl("del-port", "br-int", tap)
     box.delete_link(tap)
+
+
+def _threads(pid):
+    return len(os.listdir("/proc/%d/task" % pid))
+
+
+def test_helper_killed_in_a_whole_hook_the_hook_runs_it_through_sudo(host):
+    """run_hook: the helper took an after_device_create (plain OVS, waiting for the agent)
+    and is killed; the hook says so in one warning line and does it through sudo, without
+    waiting for the helper again."""
+    box, workdir, config, helper = host
+    port = str(uuid.uuid4())
+    tap = naming.tap_name(port)
+    box.add_tap(tap, mtu=1500, mac=MAC)
+    # What libvirt does for <virtualport type='openvswitch'>; no agent ever tags it.
+    box.ovs.vsctl("add-port", "br-int", tap, "--", "set", "Interface", tap,
+                  "external_ids:iface-id=%s" % port, "external_ids:attached-mac=%s" % MAC)
+    text = open(config, encoding="utf-8").read()
+    with open(config, "w", encoding="utf-8") as stream:
+        stream.write(text.replace("[openvswitch]\n", "[openvswitch]\nwait_timeout = 4\n"))
+    helper.reload()
+    seen = {"start": time.monotonic()}
+
+    def in_the_wait(pid):
+        # Idle: the fewest threads in the first 0.15 s (a ping's connection thread may
+        # still be ending; the hook process needs longer than that to connect). Then the
+        # hook's connection has a thread of its own: kill 0.5 s into its 4 s agent wait.
+        now, threads = time.monotonic(), _threads(pid)
+        if now - seen["start"] < 0.15:
+            seen["idle"] = min(seen.get("idle", threads), threads)
+            return False
+        if "since" not in seen and threads > seen["idle"]:
+            seen["since"] = now
+        return "since" in seen and now - seen["since"] > 0.5
+
+    code, output = kill_helper_during(host, """
+            import os, subprocess, sys
+            env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.environ["PYTHONPATH"],
+                   "_hook_domxml": "/dev/null", "vmId": %r,
+                   "provider_type": "OPENSTACK_NETWORK", "vnic_id": %r, "plugin_type": "OPEN_VSWITCH"}
+            done = subprocess.run([sys.executable, %r], env=env, capture_output=True, text=True)
+            sys.stdout.write(done.stderr)
+            sys.exit(done.returncode)
+        """ % (VM, port, os.path.join(REPO, "hooks", "after_device_create")), in_the_wait, text)
+    assert code == 0, output
+    warnings = [line for line in output.splitlines() if "WARNING" in line]
+    assert any("closed the connection without answering; using sudo instead" in line
+               for line in warnings), output
+    # ... then the sudo run's own verdict: the port is there, no agent wired it.
+    assert any("has not wired it within 4s" in line for line in warnings), output
+    assert len(warnings) == 2, output
+    box.ovs.vsctl("del-port", "br-int", tap)
+    box.delete_link(tap)
+
+
+def run_hook_exchange(path, args):
+    """A run_hook request as a hook sends it, as root; the raw answer bytes."""
+    from vnic_drivers import vnic as vnic_module
+    from vnic_drivers.helper import hook_client
+
+    vnic = vnic_module.from_environment(args)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(path)
+        sock.sendall(hook_client.request("after_device_destroy", vnic))
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def test_run_hook_request_is_json_and_answer_is_frames(host):
+    """The hand-written request is what json.dumps would send; the answer: accepted,
+    bound, exit code 0 and the hook's INFO line."""
+    _, _, _, helper = host
+    from vnic_drivers import vnic as vnic_module
+    from vnic_drivers.helper import hook_client
+
+    environ = {"provider_type": "OPENSTACK_NETWORK", "vnic_id": PORT.upper(), "plugin_type": "OPEN_VSWITCH",
+               "network_id": NETWORK, "security_groups": "default, web", "mtu": "1450", "vmId": VM}
+    line = hook_client.request("after_device_destroy", vnic_module.from_environment(environ))
+    assert json.loads(line) == {"op": "run_hook", "args": {
+        "hook_point": "after_device_destroy", "port_id": PORT, "plugin_type": "OPEN_VSWITCH",
+        "network_id": NETWORK, "security_groups": "default,web", "mtu": "1450", "vm_id": VM}}
+    answer = run_hook_exchange(helper.socket, environ)
+    assert answer[:1] == protocol.ACCEPTED
+    (seconds,) = protocol.BOUND.unpack_from(answer, 1)
+    code, length = protocol.RESULT.unpack_from(answer, 1 + protocol.BOUND.size)
+    text = answer[1 + protocol.BOUND.size + protocol.RESULT.size:].decode()
+    assert seconds >= 10 and code == 0 and len(text.encode()) == length
+    assert text == ("quantum-vnic after_device_destroy: INFO: port %s unplugged (OVS ports removed: "
+                    "none; devices removed: none)\n" % PORT), text
+
+
+def test_run_hook_unplug_answers_the_hook_then_deletes_the_devices(host):
+    """A whole after_device_destroy of a hybrid vNIC through run_hook: the hook gets its
+    exit code and log once the OVS port is gone and qvo is down; the helper deletes the
+    devices after that answer, under the port's lock."""
+    box, _, _, helper = host
+    port = str(uuid.uuid4())
+    qbr, qvb, qvo = naming.hybrid_names(port)
+    client.call(helper.socket, "ovs_hybrid_plug", {"port_id": port, "mac": MAC, "vm_id": None,
+                                                   "mtu": None}, 30)
+    environ = {"provider_type": "OPENSTACK_NETWORK", "vnic_id": port, "plugin_type": "OPEN_VSWITCH",
+               "security_groups": "default", "vmId": VM}
+    answer = run_hook_exchange(helper.socket, environ)
+    code, _ = protocol.RESULT.unpack_from(answer, 1 + protocol.BOUND.size)
+    text = answer[1 + protocol.BOUND.size + protocol.RESULT.size:].decode()
+    assert code == 0 and "devices removed: %s, %s, %s" % (qvo, qvb, qbr) in text, text
+    settled(helper.socket, port)
+    assert not any(name[3:] == port[:11] for name in box.links())
+    assert qvo not in box.ovs.vsctl("list-ports", "br-int").split()
+    lines = [line for line in helper.log().splitlines() if "run_hook" in line and port in line]
+    assert [("after the answer: done" in line, ": exit 0 (" in line) for line in lines] == \
+        [(False, True), (True, False)], lines
+
+
+@pytest.mark.parametrize("args, why", [
+    ({"hook_point": "before_device_create", "port_id": PORT, "plugin_type": "OPEN_VSWITCH"},
+     "not one the helper runs"),
+    ({"hook_point": "after_device_destroy", "port_id": "../../etc", "plugin_type": "OPEN_VSWITCH"},
+     "is not a UUID"),
+    ({"hook_point": "after_device_destroy", "port_id": PORT, "plugin_type": "OPEN_VSWITCH", "shell": "x"},
+     "unknown arguments shell"),
+    ({"hook_point": "after_device_destroy", "port_id": PORT, "plugin_type": "OPEN_VSWITCH", "mtu": 9000},
+     "mtu is not a string"),
+])
+def test_run_hook_declines_what_a_hook_does_not_send(host, args, why):
+    _, _, _, helper = host
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(helper.socket)
+        sock.sendall(protocol.encode({"op": "run_hook", "args": args}))
+        assert sock.recv(16) == protocol.DECLINED
+        assert sock.recv(16) == b""  # and closes
+    assert "run_hook" in helper.log() and why in helper.log()
 
 
 def test_ovsdb_restarted_under_the_helper(host):
@@ -594,19 +842,45 @@ def test_conflicting_changes_to_one_port_are_serialised(host):
     assert [bool(r["created"]) for r in result].count(True) == 1, result
     assert box.ovs.vsctl("list-ports", "br-int").split().count(naming.hybrid_names(port)[2]) == 1
     client.call(helper.socket, "ovs_unplug", {"port_id": port}, 30)
+    settled(helper.socket, port)
     assert not any(name[3:] == port[:11] for name in box.links())
 
 
 # --- lifetime -----------------------------------------------------------------------------
 
+def test_sigterm_finishes_the_deletion_of_an_answered_unplug(host):
+    box, workdir, _, _ = host
+    config = os.path.join(workdir, "shared", "term.conf")
+    term = Helper(workdir, box.name, config, name="term")
+    write_config(config, term.socket, box.ovs.remote)
+    term.start()
+    port = str(uuid.uuid4())
+    try:
+        client.call(term.socket, "ovs_hybrid_plug", {"port_id": port, "mac": MAC, "vm_id": None,
+                                                     "mtu": None}, 30)
+        pid = term.pid()
+        client.call(term.socket, "ovs_unplug", {"port_id": port}, 30)
+        os.kill(pid, signal.SIGTERM)  # while the deletion runs, or just after
+        term.process.wait(timeout=30)
+    finally:
+        term.stop()
+    assert not any(name[3:] == port[:11] for name in box.links())
+    assert 'ovs_unplug port_id="%s": after the answer: done' % port in term.log()
+
+
 def test_exits_when_idle(host):
+    """... and not before an answered unplug's deletion is done."""
     box, workdir, _, _ = host
     config = os.path.join(workdir, "shared", "idle.conf")
     idle = Helper(workdir, box.name, config, name="idle")
     write_config(config, idle.socket, box.ovs.remote, idle_timeout="1")
     idle.start()
+    port = str(uuid.uuid4())
     try:
         assert idle.ping()["uid"] == 0
+        client.call(idle.socket, "ovs_hybrid_plug", {"port_id": port, "mac": MAC, "vm_id": None,
+                                                     "mtu": None}, 30)
+        client.call(idle.socket, "ovs_unplug", {"port_id": port}, 30)
         deadline = time.monotonic() + 20
         while "idle for 1s: exiting" not in idle.log():
             assert time.monotonic() < deadline, idle.log()
@@ -615,24 +889,41 @@ def test_exits_when_idle(host):
             client.call(idle.socket, "ping", {}, 2)
     finally:
         idle.stop()
+    assert not any(name[3:] == port[:11] for name in box.links())
+    log = idle.log()
+    assert log.index('ovs_unplug port_id="%s": after the answer: done' % port) < log.index("exiting")
 
 
 def test_doctor_checks_the_helper(host):
+    """ok at the default socket path; at another path a warning: after_* hooks look at
+    the default path before they read the config."""
     box, workdir, config, helper = host
-    done = as_vdsm.run_as_vdsm(workdir, [sys.executable, "-c", textwrap.dedent("""
-        import argparse, json, sys
-        sys.path.insert(0, %r)
-        from vnic_drivers import doctor
-        parser = argparse.ArgumentParser()
-        doctor.add_arguments(parser)
-        ctx = doctor.Context(parser.parse_args(["--config", %r]))
-        result = doctor.check_helper(ctx)
-        print(json.dumps(result.as_dict("helper")))
-    """ % (REPO, config))], netns=box.name, as_root=True, config=config)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["status"] == "ok", result
-    assert "vdsm" in result["message"]
+    from vnic_drivers.helper import DEFAULT_SOCKET
+
+    at_default = os.path.join(workdir, "shared", "default-socket.conf")
+    with open(config, encoding="utf-8") as stream:
+        text = stream.read()
+    with open(at_default, "w", encoding="utf-8") as stream:
+        stream.write(text.replace("socket = %s\n" % helper.socket, "socket = %s\n" % DEFAULT_SOCKET))
+    os.chmod(at_default, 0o644)
+    results = {}
+    for name, path in (("private", config), ("default", at_default)):
+        done = as_vdsm.run_as_vdsm(workdir, [sys.executable, "-c", textwrap.dedent("""
+            import argparse, json, sys
+            sys.path.insert(0, %r)
+            from vnic_drivers import doctor
+            parser = argparse.ArgumentParser()
+            doctor.add_arguments(parser)
+            ctx = doctor.Context(parser.parse_args(["--config", %r]))
+            result = doctor.check_helper(ctx)
+            print(json.dumps(result.as_dict("helper")))
+        """ % (REPO, path))], netns=box.name, as_root=True, config=path, helper_socket=helper.socket)
+        assert done.returncode == 0, done.stderr
+        results[name] = json.loads(done.stdout)
+    assert results["default"]["status"] == "ok", results
+    assert "answers vdsm on %s" % DEFAULT_SOCKET in results["default"]["message"]
+    assert results["private"]["status"] == "warn", results
+    assert "look for it at %s before they read the config" % DEFAULT_SOCKET in results["private"]["message"]
 
 
 def test_sighup_with_a_bad_config_keeps_the_running_one(host):

@@ -5,7 +5,6 @@ would; the hook runs as VDSM runs it (its own process, stderr captured).
 """
 
 import io
-import logging
 import os
 import socket
 
@@ -28,9 +27,7 @@ def logger_to(request):
         return log.setup("test_hook", stream=stream, **kwargs), stream
 
     yield make
-    for handler in logging.getLogger(log.LOGGER_NAME).handlers:
-        handler.close()
-    logging.getLogger(log.LOGGER_NAME).handlers[:] = []
+    log.setup("test")  # closes the syslog socket, back to stderr
 
 
 @pytest.mark.parametrize("text,secret", [

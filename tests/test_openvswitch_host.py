@@ -10,9 +10,8 @@ checked independently: kernel state with ``ip -j``, OVSDB rows with ``ovs-vsctl`
 
 import json
 import os
-import shutil
+import re
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -20,7 +19,8 @@ import uuid
 import pytest
 
 from tests import ovs_fixture
-from tests.conftest import assert_one_line, host_skip_reason, quantum_properties
+from tests.ovs_fixture import port_rows
+from tests.conftest import assert_one_line, host_skip_reason, quantum_properties, unplug_marked_only
 from tests.vdsm import EXAMPLE_VM_ID, REPO, run_hook
 from vnic_drivers import naming
 
@@ -34,17 +34,10 @@ def ovs():
     reason = host_skip_reason() or ovs_fixture.skip_reason()
     if reason:
         pytest.skip(reason)
-    from pyroute2 import netns
+    from vnic_drivers.sandbox import Sandbox
 
-    name = "qvnic-ovs-%s" % uuid.uuid4().hex[:8]
-    directory = tempfile.mkdtemp(prefix="qvnic-ovs-", dir="/tmp")  # short: socket paths
-    netns.create(name)
-    try:
-        with ovs_fixture.private_ovs(directory, netns=name) as running:
-            yield running
-    finally:
-        netns.remove(name)
-        shutil.rmtree(directory, ignore_errors=True)
+    with Sandbox("qvnic-ovs") as box, ovs_fixture.private_ovs(box.directory, netns=box.name) as running:
+        yield running
 
 
 def config(ovs, **options):
@@ -243,6 +236,103 @@ def test_unplug_with_ovs_down_still_removes_devices(ovs):
     assert_nothing_left(ovs, port)
 
 
+# --- the unplug's removal group: one kernel batch, and only devices it checked ---
+
+def group(ovs, name):
+    """The device's group as ``ip`` shows it: "default" (0) or the number."""
+    return link(ovs, name)["group"]
+
+
+def removal_group(port):
+    from vnic_drivers.host import netlink
+
+    return str(netlink.removal_group(naming.tap_name(port)))
+
+
+def test_unplug_marks_the_devices_then_deletes_them_as_one_group(ovs):
+    port = new_port()
+    qbr, qvb, qvo = naming.hybrid_names(port)
+    properties = hybrid_properties(port)
+    assert_quiet(hook(ovs, "before_device_create", properties))
+    assert {group(ovs, name) for name in (qbr, qvb, qvo)} == {"default"}
+    unplug_marked_only(ovs.netns, ovs.remote, port)
+    # Marked: the OVS port is gone, qvo is down (nothing passes to br-int), qvo and qbr
+    # are in the port's removal group (qvb, qvo's peer, goes with qvo), the kernel
+    # batch not sent yet.
+    assert qvo not in ports(ovs) and interface(ovs, qvo) is None
+    assert "UP" not in link(ovs, qvo)["flags"]
+    assert [group(ovs, name) for name in (qbr, qvb, qvo)] == [removal_group(port), "default",
+                                                               removal_group(port)]
+    assert_quiet(hook(ovs, "after_device_destroy", properties))  # the next unplug finishes it
+    assert_nothing_left(ovs, port)
+
+
+def test_a_device_of_someone_else_in_the_removal_group_is_never_deleted(ovs):
+    """A device already in the port's removal group (set by someone else) is not deleted
+    with ours: the group is not empty, so the unplug deletes its devices one at a time."""
+    port = new_port()
+    stranger = "strg" + port[:8]
+    properties = hybrid_properties(port)
+    assert_quiet(hook(ovs, "before_device_create", properties))
+    ip(ovs, "link", "add", stranger, "type", "bridge")
+    ip(ovs, "link", "set", stranger, "group", removal_group(port))
+    try:
+        assert_quiet(hook(ovs, "after_device_destroy", properties))
+        assert_nothing_left(ovs, port)
+        assert kind(ovs, stranger) == "bridge" and group(ovs, stranger) == removal_group(port)
+    finally:
+        ip(ovs, "link", "del", stranger)
+
+
+def test_two_ports_whose_removal_groups_collide_keep_each_other_s_devices(ovs):
+    """Port B's unplug died after marking (its devices wait in the group); port A, whose
+    port id starts with the same 6 hex digits, unplugs: B's devices stay for B's next
+    unplug, which removes them."""
+    port_b = new_port()
+    port_a = port_b[:6] + ("0" if port_b[6] != "0" else "1") + port_b[7:]
+    assert removal_group(port_a) == removal_group(port_b) and port_a[:11] != port_b[:11]
+    for port in (port_a, port_b):
+        assert_quiet(hook(ovs, "before_device_create", hybrid_properties(port)))
+    unplug_marked_only(ovs.netns, ovs.remote, port_b)
+    assert_quiet(hook(ovs, "after_device_destroy", hybrid_properties(port_a)))
+    assert_nothing_left(ovs, port_a)
+    for name in naming.hybrid_names(port_b):
+        assert link(ovs, name) is not None, name
+    assert group(ovs, naming.hybrid_names(port_b)[0]) == removal_group(port_b)
+    assert_quiet(hook(ovs, "after_device_destroy", hybrid_properties(port_b)))
+    assert_nothing_left(ovs, port_b)
+
+
+def test_a_veth_paired_with_a_device_that_was_not_checked_is_kept(ovs):
+    """qvo… a veth, but its peer is not qvb…: deleting it would delete that peer too."""
+    port = new_port()
+    qbr, qvb, qvo = naming.hybrid_names(port)
+    peer = "peer" + port[:8]
+    ip(ovs, "link", "add", qbr, "type", "bridge")
+    ip(ovs, "link", "add", qvo, "type", "veth", "peer", "name", peer)
+    try:
+        run = hook(ovs, "after_device_destroy", hybrid_properties(port))
+        assert run.returncode == 0 and "left %s alone" % qvo in run.stderr, run.stderr
+        assert link(ovs, qbr) is None  # ours: deleted
+        assert kind(ovs, qvo) == kind(ovs, peer) == "veth"
+        assert group(ovs, qvo) == group(ovs, peer) == "default"
+    finally:
+        ip(ovs, "link", "del", qvo)
+
+
+def test_a_veth_paired_with_a_device_of_another_kind_than_expected_is_kept(ovs):
+    """qvo… and a qbr… that is a veth (not a bridge) paired with it: both kept."""
+    port = new_port()
+    qbr, _, qvo = naming.hybrid_names(port)
+    ip(ovs, "link", "add", qvo, "type", "veth", "peer", "name", qbr)
+    try:
+        run = hook(ovs, "after_device_destroy", hybrid_properties(port))
+        assert run.returncode == 0 and "left %s, %s alone" % (qvo, qbr) in run.stderr, run.stderr
+        assert kind(ovs, qvo) == kind(ovs, qbr) == "veth"
+    finally:
+        ip(ovs, "link", "del", qvo)
+
+
 # --- plain mode (libvirt adds the port): verification and the bounded wait ---
 
 def libvirt_adds_port(ovs, port, iface_id=None):
@@ -281,6 +371,32 @@ def test_plain_port_with_wrong_iface_id(ovs):
     try:
         run = hook(ovs, "after_device_create", quantum_properties("OPEN_VSWITCH", port_id=port))
         assert_one_line(run, 1, "iface-id", port)
+    finally:
+        remove_tap(ovs, tap)
+
+
+def test_port_status_by_remembered_rows_sees_a_re_created_port(ovs):
+    """One process (the resident helper) remembers a port's rows and reads them by uuid
+    next time; a port deleted and re-created meanwhile (new rows, other ids) is read
+    again by name, and a deleted one is reported missing."""
+    from vnic_drivers.host import ovsdb
+
+    port, other = new_port(), new_port()
+    tap = libvirt_adds_port(ovs, port)
+    try:
+        with ovsdb.connect(ovs.remote) as db:
+            first = ovsdb.port_status(db, "br-int", tap)
+            assert first["iface_id"] == port and first["on_bridge"]
+            assert (ovs.remote, tap) in ovsdb._ROWS
+            assert ovsdb.port_status(db, "br-int", tap) == first  # by uuid, same answer
+            ovs.vsctl("del-port", "br-int", tap)
+            ovs.vsctl("add-port", "br-int", tap, "--", "set", "Interface", tap,
+                      "external_ids:iface-id=%s" % other)
+            again = ovsdb.port_status(db, "br-int", tap)
+            assert again["iface_id"] == other and again["on_bridge"]
+            ovs.vsctl("del-port", "br-int", tap)
+            gone = ovsdb.port_status(db, "br-int", tap)
+            assert not gone["exists"] and not gone["on_bridge"] and gone["iface_id"] is None
     finally:
         remove_tap(ovs, tap)
 
@@ -342,6 +458,62 @@ def test_hook_plug_mode_with_a_real_tap(ovs):
         for _ in range(2):
             assert_quiet(hook(ovs, "after_nic_hotunplug", properties, created.after, plug="hook"))
             assert tap not in ports(ovs) and interface(ovs, tap) is None
+    finally:
+        remove_tap(ovs, tap)
+
+
+def test_hook_plug_mode_update_keeps_the_port(ovs):
+    """after_update_device (a link down/up) must not bounce the port the hook added: a
+    port as wanted is left alone, a wrong or missing id is corrected in the same rows."""
+    port = new_port()
+    properties = quantum_properties("OPEN_VSWITCH", port_id=port, mtu="1400")
+    created = hook(ovs, "before_device_create", properties, plug="hook")
+    assert_quiet(created)
+    tap = libvirt_tap(ovs, port)
+    wanted = {"iface-id": port, "iface-status": "active", "attached-mac": MAC, "vm-id": EXAMPLE_VM_ID}
+    try:
+        run = hook(ovs, "after_device_create", properties, created.after, plug="hook")
+        assert_quiet(run)
+        assert "(added)" in run.stderr
+        ovs.vsctl("wait-until", "Interface", tap, "ofport>0")  # ovs-vswitchd took the tap
+        rows = port_rows(ovs, tap)
+
+        for link_state in ("down", "up"):
+            update = re.sub(rb'<link state="up" ?/>', b'<link state="%s"/>' % link_state.encode(),
+                            created.after)
+            assert b'<link state="%s"/>' % link_state.encode() in update
+            assert_quiet(hook(ovs, "before_update_device", properties, update, plug="hook"))
+            run = hook(ovs, "after_update_device", properties, update, plug="hook")
+            assert_quiet(run)
+            assert "already in place: left alone" in run.stderr
+            assert port_rows(ovs, tap) == rows
+            assert interface(ovs, tap)["external_ids"] == wanted
+
+        # Someone changed the ids and the MTU: corrected in place, other keys kept.
+        ovs.vsctl("set", "Interface", tap, "external_ids:attached-mac=00:00:5e:00:53:01",
+                  "external_ids:audit=kept", "mtu_request=1500", "--",
+                  "remove", "Interface", tap, "external_ids", "vm-id")
+        run = hook(ovs, "after_update_device", properties, created.after, plug="hook")
+        assert_quiet(run)
+        assert "corrected in place" in run.stderr
+        assert port_rows(ovs, tap) == rows
+        row = interface(ovs, tap)
+        assert row["external_ids"] == dict(wanted, audit="kept") and row["mtu_request"] == 1400
+
+        # On another bridge: only then is it re-added, on br-int.
+        ovs.vsctl("add-br", "br-other", "--", "set", "Bridge", "br-other", "datapath_type=netdev")
+        try:
+            ovs.vsctl("del-port", tap, "--", "add-port", "br-other", tap)
+            run = hook(ovs, "after_update_device", properties, created.after, plug="hook")
+            assert_quiet(run)
+            assert "(added)" in run.stderr
+            assert tap in ports(ovs) and tap not in ports(ovs, "br-other")
+            assert interface(ovs, tap)["external_ids"] == wanted
+        finally:
+            ovs.vsctl("del-br", "br-other")
+
+        assert_quiet(hook(ovs, "after_device_destroy", properties, plug="hook"))
+        assert tap not in ports(ovs) and interface(ovs, tap) is None
     finally:
         remove_tap(ovs, tap)
 

@@ -413,6 +413,15 @@ def test_helper_units_and_scriptlets(built):
     assert "SocketMode=0660\n" in socket_unit and "SocketGroup=kvm\n" in socket_unit
     assert "ExecStart=%s\n" % HELPER in service_unit
     assert "ExecReload=/bin/kill -HUP $MAINPID" in service_unit
+    # ProtectSystem=strict: what the helper writes by default must be writable for it:
+    # its socket's directory, OVS's, and the state dir whose MAC records run_hook removes.
+    assert "ProtectSystem=strict\n" in service_unit
+    writable = [path.lstrip("-") for line in service_unit.splitlines()
+                if line.startswith("ReadWritePaths=") for path in line.split("=", 1)[1].split()]
+    defaults = config.defaults()
+    for path in (os.path.dirname(default_socket), defaults.get("hook", "state_dir"),
+                 defaults.get("openvswitch", "ovsdb")[len("unix:"):].rsplit("/", 1)[0]):
+        assert any(path == allowed or path.startswith(allowed + "/") for allowed in writable), (path, writable)
     scripts = _rpm_query(rpm_path, "--scripts")
     # Whatever the macros expand to (EL's systemd-update-helper, or the spec's fallbacks
     # on Debian), each phase names the helper's units.

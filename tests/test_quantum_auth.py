@@ -9,7 +9,7 @@ because it can count requests, fail on demand and issue short-lived tokens.
 """
 
 import json
-import logging
+import io
 import os
 import re
 import socket
@@ -23,6 +23,7 @@ import pytest
 from tests import as_vdsm
 from tests.keystone_server import ADMIN_PASSWORD, KeystoneV2, RealKeystone, Unavailable
 from vnic_drivers import config as config_module
+from vnic_drivers import log
 from vnic_drivers.errors import HostError, InputError
 from vnic_drivers.quantum import auth
 
@@ -66,16 +67,29 @@ def new_session(timeout=(2.0, 5.0), verify=True):
     return session
 
 
+class Captured:
+    """What the package logger (vnic_drivers.log.LOG) wrote, at INFO unless set_level()."""
+
+    def __init__(self):
+        self.stream = io.StringIO()
+        self.set_level("INFO")
+
+    def set_level(self, level):
+        log.setup("test", level=level, stream=self.stream)
+
+    @property
+    def text(self):
+        return self.stream.getvalue()
+
+
 @pytest.fixture
-def caplog(caplog):
-    """pytest's caplog on the package logger itself: vnic_drivers.log.setup (other tests)
-    stops it from propagating to the root logger, where caplog listens."""
-    logger = logging.getLogger("quantum_vnic")
-    logger.addHandler(caplog.handler)
+def caplog():
+    """The package logger's lines (it does not go through ``logging``)."""
+    captured = Captured()
     try:
-        yield caplog
+        yield captured
     finally:
-        logger.removeHandler(caplog.handler)
+        log.setup("test")
 
 
 @pytest.fixture
@@ -416,7 +430,7 @@ def test_untrusted_cache_is_ignored_and_replaced(tmp_path, v2, damage, caplog):
     elif damage == "directory":
         cache.unlink()
         cache.mkdir()
-    caplog.set_level(logging.DEBUG, logger="quantum_vnic")
+    caplog.set_level("DEBUG")
     token = auth.for_config(config).headers(new_session())["X-Auth-Token"]
     assert token != planted and len(v2.requests) == 2
     if damage == "directory":  # cannot be replaced: one warning, the token still works
@@ -453,7 +467,7 @@ def test_concurrent_hooks_ask_keystone_once(tmp_path, v2):
 
 
 def test_wrong_password_is_one_line_naming_the_fix(tmp_path, v2, caplog):
-    caplog.set_level(logging.DEBUG, logger="quantum_vnic")
+    caplog.set_level("DEBUG")
     wrong = "Wr0ng-" + PASSWORD
     config = v2_config(tmp_path, v2, username="quantum", password=wrong, tenant_name=TENANT)
     with pytest.raises(HostError) as err:
@@ -549,7 +563,7 @@ def test_tls_keystone_is_verified_with_the_sessions_ca(tmp_path):
 
 
 def test_no_secret_in_repr_or_log(tmp_path, v2, caplog):
-    caplog.set_level(logging.DEBUG, logger="quantum_vnic")
+    caplog.set_level("DEBUG")
     config = v2_config(tmp_path, v2)
     chosen = auth.for_config(config)
     token = chosen.headers(new_session())["X-Auth-Token"]
@@ -618,7 +632,7 @@ def scope_of(keystone, headers):
 
 @pytest.mark.slow
 def test_v3_project_token_from_real_keystone(tmp_path, keystone, ovirt_user, caplog):
-    caplog.set_level(logging.DEBUG, logger="quantum_vnic")
+    caplog.set_level("DEBUG")
     config = v3_config(tmp_path, keystone, username="quantum-vnic", user_domain_name="ovirt",
                        password=ovirt_user["password"], project_name="networking", project_domain_name="ovirt")
     headers = auth.for_config(config).headers(new_session())

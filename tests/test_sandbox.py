@@ -2,12 +2,18 @@
 supports (EL9's 0.7 has no ``IPRoute(netns=...)``) and leaves nothing behind, even when
 it fails half-way through its creation."""
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 
 import pytest
 
+from tests.child_process import wait_until_ended
 from tests.conftest import requires_host
+from tests.vdsm import REPO
 from vnic_drivers import sandbox
 
 pytestmark = requires_host
@@ -76,3 +82,56 @@ def test_create_without_with_cleans_up_too(private_tmp):
         box.create()
     assert box.name not in _namespaces()
     assert list(private_tmp.iterdir()) == []
+
+
+# A run that makes a sandbox with a private OVS, says what it made, and waits to be killed.
+KILLED_RUN = """
+import json, sys, time
+from vnic_drivers import sandbox
+box = sandbox.Sandbox("qvnic-sbx").create()
+box.start_ovs()
+print(json.dumps({"name": box.name, "directory": box.directory, "pids": list(box.ovs.pids.values())}))
+sys.stdout.flush()
+time.sleep(600)
+"""
+
+
+def test_a_killed_run_leaves_no_ovs_and_the_next_run_removes_its_namespace():
+    from tests import ovs_fixture
+
+    reason = ovs_fixture.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    run = subprocess.Popen([sys.executable, "-c", KILLED_RUN], stdout=subprocess.PIPE, cwd=REPO,
+                           env=dict(os.environ, PYTHONPATH=REPO))
+    try:
+        made = json.loads(run.stdout.readline())
+    finally:
+        run.send_signal(signal.SIGKILL)  # no clean-up of its own
+        run.wait()
+        run.stdout.close()
+    assert len(made["pids"]) == 2  # ovsdb-server and ovs-vswitchd
+    # The daemons die with the run (parent-death signal), within a few seconds ...
+    left = wait_until_ended(made["pids"], 5)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)  # this test's daemons: never left running, even when it fails
+    assert left == []
+    # ... the namespace and the directory stay, with the dead owner's pid in their names ...
+    assert made["name"] in _namespaces() and os.path.isdir(made["directory"])
+    assert os.path.basename(made["directory"]) == made["name"]
+
+    # ... until the next run removes them, and nothing of a live owner (this process).
+    with sandbox.Sandbox("qvnic-sbx") as live:
+        assert made["name"] not in _namespaces() and not os.path.exists(made["directory"])
+        assert sandbox.remove_stale() == []
+        assert live.name in _namespaces() and os.path.isdir(live.directory)
+
+
+def test_names_that_are_not_owned_are_never_removed(private_tmp):
+    foreign = ["qvnic-sbx-1a2b3c4d", "qvnic-sbx-99999999-zzzzzzzz", "other-%d-1a2b3c4d" % 2 ** 22,
+               "qvnic-sbx-%d-1a2b3c4d" % os.getpid()]
+    dead = "qvnic-sbx-%d-1a2b3c4d" % 2 ** 22  # PID_MAX_LIMIT: no process has this pid
+    for name in foreign + [dead]:
+        (private_tmp / name).mkdir()
+    assert sandbox.remove_stale() == [str(private_tmp / dead)]
+    assert sorted(path.name for path in private_tmp.iterdir()) == sorted(foreign)

@@ -12,8 +12,6 @@ listed there:
 Drivers reach the host only through ``self.host.call(operation, ...)``.
 """
 
-import importlib
-
 from . import domxml
 
 # plugin_type -> "module:class", imported only for the plugin in use.
@@ -45,6 +43,11 @@ class VnicDriver:
     def unplug(self, vnic):
         """Remove what this project created for the vNIC; a no-op when already gone."""
 
+    def plug_needs_mac(self, vnic):
+        """Whether :meth:`plug` needs the vNIC's MAC (only the hook process can find it:
+        the record in vdsm's state dir, or libvirt)."""
+        return False
+
     def set_tap_and_mtu(self, iface, vnic):
         """The part of :meth:`rewrite` common to all plugins: tap name and MTU."""
         domxml.set_target(iface, vnic.tap)
@@ -55,5 +58,6 @@ class VnicDriver:
 def driver_for(vnic, config, host):
     """The driver instance for ``vnic.plugin_type`` (already validated)."""
     module_name, class_name = DRIVERS[vnic.plugin_type].split(":")
-    driver_class = getattr(importlib.import_module(module_name), class_name)
+    # __import__, not importlib.import_module: the importlib package is ~1 ms of a hook.
+    driver_class = getattr(__import__(module_name, fromlist=[class_name]), class_name)
     return driver_class(config, host)

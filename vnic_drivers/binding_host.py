@@ -15,11 +15,11 @@ default is the hostname as ``socket.gethostname()`` gives it. So the value is, i
 The files are looked for below ``[hook] agent_config_root`` (default ``/``).
 """
 
-import logging
 import os
 import socket
 
-LOG = logging.getLogger("quantum_vnic")
+from .log import LOG
+
 
 # Config files of each plugin's agent, relative to the root, in the agent's reading order.
 _QUANTUM = ("usr/share/quantum/quantum-dist.conf", "etc/quantum/quantum.conf")

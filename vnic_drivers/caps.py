@@ -13,16 +13,15 @@ is rewritten atomically, and only when something changed. Values other hooks put
 """
 
 import json
-import logging
 
 from . import hooking
 from .binding_host import binding_host_id
 from .errors import InputError
+from .log import LOG
 
 CAPS_KEY = "openstack_binding_host_ids"
 PLUGIN_TYPES = ("LINUX_BRIDGE", "OPEN_VSWITCH")
 
-LOG = logging.getLogger("quantum_vnic")
 
 
 def _read_caps(path):

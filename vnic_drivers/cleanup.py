@@ -11,15 +11,18 @@ devices and OVS ports with an ``iface-id`` on the integration bridge. This comma
 2. lists, through the privileged ``cleanup_inventory`` operation, the devices and OVS
    ports whose names this project derives (``tap``/``qbr``/``qvb``/``qvo`` + a port
    id's first 11 characters; never an agent's ``brq…`` bridge, never another name);
-3. per vNIC that no running domain uses, asks libvirt once more and then runs the
+3. holds back the vNICs a VM being started may own (:func:`hold_back`): a VM between
+   VDSM's ``before_device_create`` hook and libvirt's start is no running domain yet,
+   but that hook left a MAC record (:func:`vnic_drivers.records.recorded`, ``[hook]
+   state_dir``). A vNIC whose record is younger than :data:`RECORD_GRACE` (10 minutes)
+   or names a VM libvirt knows (defined, not running) is skipped, and the report says
+   why; ``--force`` removes it anyway, and so does any run once the record is older;
+4. per vNIC left, asks libvirt and reads the records once more, then runs the
    privileged ``cleanup_remove``, which re-checks every name, kind and OVSDB row.
 
-A VM between VDSM's ``before_device_create`` hook and its start is not yet a domain:
-run cleanup when no VM is being started on the host (e.g. host in maintenance).
-
 Exit codes: 0 done (or nothing to do, or ``--dry-run``); 1 something could not be
-removed or OVSDB could not be read; 2 bad usage or config; 3 refused: libvirt could
-not be asked, nothing was touched.
+removed or OVSDB could not be read; 2 bad usage or config; 3 refused: libvirt (or the
+MAC records) could not be asked, nothing was touched. A skipped vNIC is no error.
 """
 
 import json
@@ -30,6 +33,11 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
 
+# Seconds a MAC record marks its vNIC as possibly a starting VM's. VDSM starts a VM's
+# domain within seconds of before_device_create; 10 minutes covers a slow start on a
+# loaded host (storage preparation, many vNICs) with a wide margin.
+RECORD_GRACE = 600
+
 
 class Refused(Exception):
     """libvirt cannot say what is in use: cleanup must not touch anything."""
@@ -38,6 +46,9 @@ class Refused(Exception):
 def add_arguments(parser):
     parser.add_argument("--dry-run", action="store_true", help="list what would be removed; change nothing")
     parser.add_argument("--json", action="store_true", help="print one JSON object for tools")
+    parser.add_argument("--force", action="store_true",
+                        help="also remove vNICs a VM being started may own (a MAC record younger "
+                             "than %d s, or naming a VM libvirt knows)" % RECORD_GRACE)
     parser.add_argument("--config", metavar="FILE",
                         help="config file instead of /etc/vdsm/quantum_vnic.conf")
     parser.add_argument("--libvirt-uri", metavar="URI",
@@ -50,7 +61,8 @@ def add_arguments(parser):
 
 def in_use(uri):
     """``{"domains": N, "ids": {port id prefixes}, "devices": {device names}}`` of the
-    running domains at *uri*; :class:`Refused` when libvirt cannot be asked."""
+    running domains at *uri*, and ``"known"``: the UUIDs of every domain libvirt has,
+    running or not; :class:`Refused` when libvirt cannot be asked."""
     try:
         import libvirt
     except ImportError:
@@ -64,9 +76,12 @@ def in_use(uri):
         raise Refused("cannot ask libvirt at %s which devices running VMs use (%s); is "
                       "libvirtd running? nothing was touched" % (uri, _message(err))) from None
     try:
-        found = {"domains": 0, "ids": set(), "devices": set()}
-        for domain in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        found = {"domains": 0, "ids": set(), "devices": set(), "known": set()}
+        for domain in conn.listAllDomains(0):
             try:
+                found["known"].add(domain.UUIDString().lower())
+                if not domain.isActive():
+                    continue  # defined only: VDSM defines a VM's domain before starting it
                 xml = domain.XMLDesc(0)
             except libvirt.libvirtError as err:
                 if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
@@ -136,6 +151,38 @@ def _used(name, port_id, used):
     return name in used["devices"] or port_id in used["ids"]
 
 
+def hold_back(vnics, records, used):
+    """(the *vnics* cleanup may remove, the others each with its ``reason``).
+
+    A vNIC whose MAC record (*records*: :func:`vnic_drivers.records.recorded`) is younger
+    than :data:`RECORD_GRACE`, or names a VM libvirt knows (*used*: :func:`in_use`), may
+    be a VM's that VDSM is starting: its ``before_*`` hook ran, libvirt has not started it.
+    """
+    todo, skipped = [], []
+    for vnic in vnics:
+        reason = _starting(vnic["id"], records, used["known"])
+        if reason:
+            skipped.append(dict(vnic, reason=reason))
+        else:
+            todo.append(vnic)
+    return todo, skipped
+
+
+def _starting(id_prefix, records, known):
+    for port_id, record in sorted(records.items()):
+        if not port_id.startswith(id_prefix):
+            continue
+        vm_id = record["vm_id"] or "unknown"
+        if vm_id in known:
+            return ("the MAC record of port %s names VM %s, which libvirt knows but does not run: "
+                    "VDSM may be starting it" % (port_id, vm_id))
+        if record["age"] < RECORD_GRACE:
+            return ("the MAC record of port %s (VM %s) was written %ds ago, less than %ds: its VM "
+                    "may be starting; --force removes it" % (
+                        port_id, vm_id, max(record["age"], 0), RECORD_GRACE))
+    return None
+
+
 def scan(config, uri):
     """``{"in_use", "inventory", "leftovers"}``; Refused before reading the host when
     libvirt cannot be asked."""
@@ -145,6 +192,20 @@ def scan(config, uri):
     del config  # the privileged side reads its own config (OVSDB remote, br-int)
     inventory = host.connect(dry_run=False).call("cleanup_inventory")
     return {"in_use": used, "inventory": inventory, "leftovers": leftovers(inventory, used)}
+
+
+def _records(config, force):
+    """The MAC records (none with *force*); Refused when they cannot be read."""
+    from . import records
+    from .errors import HostError
+
+    if force:
+        return {}
+    try:
+        return records.recorded(config)
+    except HostError as err:
+        raise Refused("%s: cannot tell which vNICs belong to VMs being started; nothing was "
+                      "touched (--force ignores the records)" % err) from None
 
 
 def describe(vnic):
@@ -178,6 +239,14 @@ def run(args):
         return fail(EXIT_USAGE, err)
     try:
         found = scan(config, uri)
+        todo, skipped = hold_back(found["leftovers"], _records(config, args.force), found["in_use"])
+        if todo and not args.dry_run:
+            # Again, right before touching anything: a VM may have started meanwhile.
+            used = in_use(uri)
+            todo = [vnic for vnic in todo
+                    if not any(_used(item["name"], vnic["id"], used) for item in vnic["devices"] + vnic["ports"])]
+            todo, later = hold_back(todo, _records(config, args.force), used)
+            skipped += later
     except Refused as err:
         return fail(EXIT_REFUSED, err)
     except HookError as err:
@@ -187,17 +256,9 @@ def run(args):
               "running_domains": found["in_use"]["domains"],
               "in_use": sorted(found["in_use"]["ids"]),
               "ovs_error": found["inventory"]["ovs_error"],
-              "leftovers": found["leftovers"], "removed": [], "kept": [], "errors": []}
-    lines = []
-    todo = found["leftovers"]
-    if todo and not args.dry_run:
-        try:
-            # Again, right before touching anything: a VM may have started meanwhile.
-            used = in_use(uri)
-        except Refused as err:
-            return fail(EXIT_REFUSED, err)
-        todo = [vnic for vnic in todo
-                if not any(_used(item["name"], vnic["id"], used) for item in vnic["devices"] + vnic["ports"])]
+              "leftovers": found["leftovers"], "removed": [], "kept": [], "errors": [],
+              "skipped": skipped}
+    lines = ["skipped: %s: %s" % (describe(vnic), vnic["reason"]) for vnic in skipped]
     connection = host.connect(dry_run=False)
     for vnic in todo:
         if args.dry_run:
@@ -238,11 +299,13 @@ def run(args):
 
 def _summary(report, found):
     domains = "%d running VM(s) at %s" % (report["running_domains"], report["libvirt_uri"])
+    skipped = ("; %d skipped: a VM may be starting (see above)" % len(report["skipped"])
+               if report["skipped"] else "")
     if not report["leftovers"]:
         return "nothing to clean up (%s)" % domains
     if report["dry_run"]:
-        return "%d vNIC(s) left behind that no VM uses (%s); run without --dry-run to remove them" % (
-            len(report["leftovers"]), domains)
-    return "removed %d item(s) of %d vNIC(s) no VM uses (%s)%s" % (
-        len(report["removed"]), len(report["leftovers"]), domains,
+        return "%d vNIC(s) left behind that no VM uses (%s)%s; run without --dry-run to remove them" % (
+            len(report["leftovers"]), domains, skipped)
+    return "removed %d item(s) of %d vNIC(s) no VM uses (%s)%s%s" % (
+        len(report["removed"]), len(report["leftovers"]), domains, skipped,
         "; %d error(s)" % len(report["errors"]) if report["errors"] else "")

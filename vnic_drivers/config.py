@@ -6,9 +6,9 @@ the option and what was expected. The file is optional: without it the defaults 
 """
 
 import os
-import re
 
 from . import naming
+from .helper import DEFAULT_SOCKET
 from .errors import InputError
 
 DEFAULT_PATH = "/etc/vdsm/quantum_vnic.conf"
@@ -145,14 +145,20 @@ def _socket_path(value, what):
     return value
 
 
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+_USER_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz_")
+_USER_CHARS = _USER_FIRST | frozenset("0123456789.-")
+
+
+def _is_user_name(name):
+    # A POSIX-ish login name, as useradd accepts by default (no `re`: see naming.py).
+    return 0 < len(name) <= 32 and name[0] in _USER_FIRST and _USER_CHARS.issuperset(name)
 
 
 def _user_list(value, what):
     """User names or numeric uids, separated by commas or spaces (resolved by the helper)."""
     users = tuple(part for part in value.replace(",", " ").split() if part)
     for user in users:
-        if not (user.isdigit() or _USER_RE.match(user)):
+        if not ((user.isascii() and user.isdigit()) or _is_user_name(user)):
             raise InputError("%s=%r: expected user names or uids separated by commas" % (what, value))
     return users
 
@@ -213,7 +219,7 @@ SCHEMA = {
     # The resident helper (vnic_drivers/helper/): its socket, who may use it, and when
     # it gives up on a client, or exits when nobody asked anything for a while.
     "helper": {
-        "socket": (_socket_path, "/run/quantum-vnic/helper.sock"),
+        "socket": (_socket_path, DEFAULT_SOCKET),
         "allowed_users": (_user_list, "vdsm"),
         "idle_timeout": (_seconds, "60"),
         "client_timeout": (_seconds, "5"),
@@ -262,18 +268,22 @@ def load(path=None):
     A missing file at the default location means defaults; a missing file that was
     named explicitly is an error (the admin asked for it).
     """
-    import configparser
-
     explicit = path or _selected_path
     path = explicit or DEFAULT_PATH
-    parser = configparser.ConfigParser(interpolation=None, default_section="__no_default__")
     try:
-        with open(path, encoding="utf-8") as stream:
-            parser.read_file(stream)
+        stream = open(path, encoding="utf-8")
     except FileNotFoundError:
         if explicit:
             raise InputError("config %s does not exist; create it or name another file" % path) from None
         return defaults()
+    except OSError as err:
+        raise InputError("config %s cannot be read: %s" % (path, err)) from None
+    import configparser  # only with a file to parse
+
+    parser = configparser.ConfigParser(interpolation=None, default_section="__no_default__")
+    try:
+        with stream:
+            parser.read_file(stream)
     except (OSError, UnicodeDecodeError) as err:
         raise InputError("config %s cannot be read: %s" % (path, err)) from None
     except configparser.Error as err:

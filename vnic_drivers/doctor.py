@@ -265,6 +265,14 @@ def check_helper(ctx):
                % (VDSM_USER, ctx.config.path) if "not allowed" in reason
                else "journalctl -u quantum-vnic-helper")
         return Result(FAIL, "the helper at %s does not answer %s: %s" % (path, VDSM_USER, reason), fix)
+    from .helper import DEFAULT_SOCKET
+
+    if path != DEFAULT_SOCKET:
+        return Result(WARN, "quantum-vnic-helper answers %s on %s, but after_* hooks look for it at %s "
+                      "before they read the config: they find it later (slower)"
+                      % (VDSM_USER, path, DEFAULT_SOCKET),
+                      "leave [helper] socket at its default %s (and ListenStream= of "
+                      "quantum-vnic-helper.socket)" % DEFAULT_SOCKET)
     return Result(OK, "quantum-vnic-helper answers %s on %s" % (VDSM_USER, path))
 
 

@@ -26,6 +26,12 @@ The actions ``create``, ``prepare`` and ``update`` read the device XML and recor
 vNIC's MAC (:mod:`vnic_drivers.records`); the others never read the file, which VDSM
 leaves empty at ``after_device_create`` and ``after_device_destroy``.
 
+The ``after_*`` actions (``plug``, ``keep``, ``unplug``) are first offered whole to the
+resident helper (:mod:`vnic_drivers.helper.hook_client`), before any config is read: it
+runs :func:`finish` as root with root's copy of the same config and hands back the log
+lines and the exit code. When there is no helper, or it declines (the step needs the
+Quantum API or the MAC record, which are vdsm's), the hook runs the action itself.
+
 Exit codes: 0 done (or not our device); on an error ``before_*`` points exit 2 (VDSM
 aborts the VM start / hot-plug), ``after_*`` points exit 1 (logged, never aborts).
 """
@@ -59,6 +65,8 @@ HOST_HOOK_POINTS = ("after_get_caps",)
 XML_ACTIONS = ("create", "prepare", "update")
 # The actions that ask the Quantum API when [quantum] url is set (vnic_drivers/quantum/hook_steps.py).
 API_ACTIONS = ("create", "prepare", "plug")
+# The actions the resident helper can run whole for a hook process (helper/hook_runner.py).
+HELPER_ACTIONS = ("plug", "keep", "unplug")
 
 USAGE = "usage: %s [--config FILE] [--dry-run]  (VDSM runs it with no argument)"
 
@@ -80,6 +88,7 @@ class Options:
     def __init__(self, config=None, dry_run=False):
         self.config = config
         self.dry_run = dry_run
+        self.helper_gave_up = None  # set by main: the helper took this hook and failed it
 
 
 def parse_argv(argv, prog):
@@ -113,7 +122,8 @@ def main(hook_point, environ=None, argv=None):
     if hook_point not in HOOK_POINTS and hook_point not in HOST_HOOK_POINTS:
         sys.stderr.write("quantum-vnic: unknown hook point %r\n" % hook_point)
         return hooking.EXIT_FAILED
-    options = parse_argv(sys.argv[1:] if argv is None else argv, hook_point)
+    argv = sys.argv[1:] if argv is None else argv
+    options = parse_argv(argv, hook_point)
     if options is None:
         return failure_exit_code(hook_point)
     if hook_point in HOST_HOOK_POINTS:
@@ -122,6 +132,14 @@ def main(hook_point, environ=None, argv=None):
     # others before importing anything heavy.
     if not vnic_module.is_quantum_vnic(environ):
         return hooking.EXIT_OK
+    # VDSM's case (no arguments, not root) at an after_* point: the helper runs it whole.
+    if not argv and HOOK_POINTS[hook_point] in HELPER_ACTIONS and os.geteuid() != 0:
+        from .helper import hook_client
+
+        outcome = hook_client.run(hook_point, environ)
+        if isinstance(outcome, int):
+            return outcome
+        options.helper_gave_up = outcome  # None, or why not to wait for it again
     return _run(hook_point, environ, options)
 
 
@@ -178,7 +196,8 @@ def _dispatch(action, hook_point, environ, config, options, logger):
         from .quantum import hook_steps
 
         api = hook_steps.complete(vnic, environ, config, hook_point, action)
-    driver = base.driver_for(vnic, config, host_module.connect(dry_run=options.dry_run, config=config))
+    host = host_module.connect(dry_run=options.dry_run, config=config, helper_gave_up=options.helper_gave_up)
+    driver = base.driver_for(vnic, config, host)
     logger.debug("%s: %r with %s", hook_point, vnic, type(driver).__name__)
 
     if action in ("create", "update"):
@@ -201,7 +220,17 @@ def _dispatch(action, hook_point, environ, config, options, logger):
     elif action == "prepare":
         driver.prepare(vnic)
         _record(config, vnic, options, logger)
-    elif action == "plug":
+    else:
+        finish(action, hook_point, vnic, driver, config, logger, api=api, dry_run=options.dry_run)
+
+
+def finish(action, hook_point, vnic, driver, config, logger, api=None, dry_run=False):
+    """The ``after_*`` actions: ``plug``, ``keep`` or ``unplug`` *vnic* with *driver*.
+
+    Run by the hook process itself, or by the resident helper for it
+    (:mod:`vnic_drivers.helper.hook_runner`, never with *api*).
+    """
+    if action == "plug":
         driver.plug(vnic)
         if api is not None:
             api.after_plug(vnic)
@@ -209,9 +238,14 @@ def _dispatch(action, hook_point, environ, config, options, logger):
         # libvirt refused the update: the device, and so its host side, is as before.
         logger.info("%s: update of vNIC %s failed; host wiring left as it was", hook_point, vnic.port_id)
     else:
-        driver.unplug(vnic)
-        if not options.dry_run:
+        if not dry_run:
+            from . import records
+
+            # First: the record says a VM is starting or running with this vNIC (quantum-vnic
+            # cleanup leaves such vNICs alone), and after this point none is, even if the
+            # unplug fails or is killed half-way and leaves devices for cleanup.
             records.remove(config, vnic, logger)
+        driver.unplug(vnic)
 
 
 def _record(config, vnic, options, logger):

@@ -14,12 +14,11 @@ derives ``tap…`` and ``brq…`` and moves a tap only off the configured dummy 
 agent bridge.
 """
 
-import logging
 
 from . import domxml
 from .base import VnicDriver
+from .log import LOG
 
-LOG = logging.getLogger("quantum_vnic")
 
 
 class LinuxBridgeDriver(VnicDriver):

@@ -4,9 +4,11 @@ Nothing here touches the host. Every value that later reaches the kernel, OVSDB 
 command line passes through one of these validators first; each raises
 :class:`~vnic_drivers.errors.InputError` with one line naming the value and what was
 expected.
-"""
 
-import re
+The checks are plain character-set tests, not regular expressions: every hook process
+validates ids, and ``re`` costs ~6 ms of an ``after_*`` hook that otherwise imports
+nothing heavy.
+"""
 
 from .errors import InputError
 
@@ -24,13 +26,35 @@ HYBRID_VETH_OVS_SIDE_PREFIX = "qvo"
 # VDSM's placeholder bridge; not a valid name by libvirt's schema, but real on hosts.
 VDSM_DUMMY_BRIDGE = ";vdsmdummy;"
 
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-# A conservative subset of what the kernel accepts: no '/', ':', whitespace or quotes,
-# and nothing a command line or an OVSDB condition could misread.
-# fullmatch, not match: "$" would accept a trailing newline ("eth0\n").
-_DEVICE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_HEX = frozenset("0123456789abcdef")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+# A conservative subset of what the kernel accepts for a device name: no '/', ':',
+# whitespace or quotes, nothing a command line or an OVSDB condition could misread.
+_DEVICE_CHARS = _ALNUM | frozenset(".-")
+_TOKEN_CHARS = _DEVICE_CHARS
+MAX_TOKEN = 64
+# The lengths of a UUID's groups: 8-4-4-4-12 hex digits.
+_UUID_GROUPS = (8, 4, 4, 4, 12)
+
+
+def _is_uuid(text):
+    groups = text.split("-")
+    return (len(text) == 36 and tuple(map(len, groups)) == _UUID_GROUPS
+            and _HEX.issuperset(text.replace("-", "")))
+
+
+def _is_mac(text):
+    pairs = text.split(":")
+    return len(pairs) == 6 and all(len(pair) == 2 for pair in pairs) and _HEX.issuperset(text.replace(":", ""))
+
+
+def _is_device_name(text):
+    return (0 < len(text) <= MAX_DEVICE_NAME and text[0] in _ALNUM
+            and _DEVICE_CHARS.issuperset(text))
+
+
+def _is_token(text):
+    return 0 < len(text) <= MAX_TOKEN and _TOKEN_CHARS.issuperset(text)
 
 MTU_MIN = 68
 MTU_MAX = 65535
@@ -44,7 +68,7 @@ def _shown(value):
 
 def uuid(value, what):
     """A canonical UUID (any case accepted, returned lower-case as Neutron stores it)."""
-    if not isinstance(value, str) or not _UUID_RE.match(value.strip().lower()):
+    if not isinstance(value, str) or not _is_uuid(value.strip().lower()):
         raise InputError(
             "%s=%s is not a UUID: expected 8-4-4-4-12 hex digits, e.g. "
             "0a1b2c3d-4e5f-4061-8273-8495a6b7c8d9" % (what, _shown(value))
@@ -56,7 +80,7 @@ def device_name(value, what, allow_dummy=False):
     """A Linux network device name that is safe everywhere it is used."""
     if allow_dummy and value == VDSM_DUMMY_BRIDGE:
         return value
-    if not isinstance(value, str) or not _DEVICE_RE.fullmatch(value):
+    if not isinstance(value, str) or not _is_device_name(value):
         raise InputError(
             "%s=%s is not a valid device name: expected 1-%d characters of "
             "letters, digits, '_', '.', '-'" % (what, _shown(value), MAX_DEVICE_NAME)
@@ -66,7 +90,7 @@ def device_name(value, what, allow_dummy=False):
 
 def mac(value, what="mac address"):
     """A colon-separated unicast-or-not MAC address, returned lower-case."""
-    if not isinstance(value, str) or not _MAC_RE.match(value.strip().lower()):
+    if not isinstance(value, str) or not _is_mac(value.strip().lower()):
         raise InputError(
             "%s=%s is not a MAC address: expected six hex pairs like 00:1a:4a:16:01:51"
             % (what, _shown(value))
@@ -90,8 +114,8 @@ def mtu(value, what="mtu"):
 
 def token_list(value, what):
     """A comma/space-separated list of ids or names (e.g. security groups)."""
-    tokens = [t for t in re.split(r"[,\s]+", value.strip()) if t] if isinstance(value, str) else None
-    if tokens is None or not all(_TOKEN_RE.match(t) for t in tokens):
+    tokens = value.replace(",", " ").split() if isinstance(value, str) else None
+    if tokens is None or not all(_is_token(t) for t in tokens):
         raise InputError(
             "%s=%s is malformed: expected ids separated by commas" % (what, _shown(value))
         )

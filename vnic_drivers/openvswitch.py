@@ -28,15 +28,17 @@ sudo, root's /etc/vdsm/quantum_vnic.conf). Here ``integration_bridge`` only goes
 the XML for libvirt.
 """
 
-import logging
 
 from . import domxml, naming
 from .base import VnicDriver
 from .errors import HostError, InputError
+from .log import LOG
 
-LOG = logging.getLogger("quantum_vnic")
 
 HYBRID, VIRTUALPORT, HOOK = "hybrid", "virtualport", "hook"
+# What plug mode hook did to the port (host/ovs_plug.attach_tap), for the log line.
+ATTACHED = {"added": " (added)", "updated": " (external_ids or MTU corrected in place)",
+            "kept": " (already in place: left alone)"}
 
 
 class OpenVSwitchDriver(VnicDriver):
@@ -81,6 +83,9 @@ class OpenVSwitchDriver(VnicDriver):
             # The bridge the privileged side used: its own config's, which the hook does not send.
             LOG.info("hybrid devices for port %s ready, %s on %s", vnic.port_id, done["port"], done["bridge"])
 
+    def plug_needs_mac(self, vnic):
+        return self.mode(vnic) == HOOK  # the port's attached-mac
+
     def plug(self, vnic):
         mode = self.mode(vnic)
         wait = self._option("wait_timeout")
@@ -110,7 +115,8 @@ class OpenVSwitchDriver(VnicDriver):
             raise HostError("%s has external_ids:iface-id=%s, expected %s: the OVS agent would "
                             "wire it to the wrong Quantum port" % (where, status["iface_id"], vnic.port_id))
         if wait <= 0 or status["wired"]:
-            LOG.info("%s is in place for Quantum port %s", where, vnic.port_id)
+            LOG.info("%s is in place for Quantum port %s%s", where, vnic.port_id,
+                     ATTACHED.get(status.get("attach"), ""))
             return
         LOG.warning("%s: the OVS agent has not wired it within %gs (VLAN tag %s); the guest "
                     "has no network until it does; is the agent running?",
@@ -121,7 +127,7 @@ class OpenVSwitchDriver(VnicDriver):
         if result is None:
             return
         if result["kept"]:
-            LOG.warning("left %s alone: same name as a hybrid device but another kind, so not "
-                        "made by quantum-vnic", ", ".join(result["kept"]))
+            LOG.warning("left %s alone: same name as a hybrid device but another kind (or a "
+                        "veth paired elsewhere), so not made by quantum-vnic", ", ".join(result["kept"]))
         LOG.info("port %s unplugged (OVS ports removed: %s; devices removed: %s)", vnic.port_id,
                  ", ".join(result["ports"]) or "none", ", ".join(result["devices"]) or "none")

@@ -21,7 +21,6 @@ The record comes first because it costs a file read, where libvirt costs an impo
 connection and the whole domain XML; libvirt is the source that is always there.
 """
 
-import json
 import os
 
 from . import naming
@@ -35,24 +34,19 @@ def _path(config, port_id):
 
 def save(config, vnic, logger):
     """Record *vnic*'s MAC (and VM) for the ``after_*`` points; a warning when impossible."""
-    import tempfile
+    from .hooking import replace_file
 
     if vnic.mac is None:
         return
     path = _path(config, vnic.port_id)
     directory = os.path.dirname(path)
-    data = json.dumps({"mac": vnic.mac, "vm_id": vnic.vm_id}).encode("utf-8")
+    # Both values are validated (hex digits, ':' and '-' only), so this is the JSON that
+    # json.dumps would write, without its import on a path that has no other use for it.
+    data = ('{"mac": "%s", "vm_id": %s}' % (
+        vnic.mac, "null" if vnic.vm_id is None else '"%s"' % vnic.vm_id)).encode("ascii")
     try:
         os.makedirs(directory, mode=0o755, exist_ok=True)
-        fd, temp_path = tempfile.mkstemp(prefix=".record-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as stream:
-                stream.write(data)
-            os.chmod(temp_path, 0o644)
-            os.replace(temp_path, path)
-        except BaseException:
-            os.unlink(temp_path)
-            raise
+        replace_file(path, data, 0o644)
     except OSError as err:
         logger.warning("cannot record the MAC of port %s in %s (%s): after_* hook points will "
                        "ask libvirt instead; make [hook] state_dir writable by vdsm",
@@ -60,14 +54,80 @@ def save(config, vnic, logger):
 
 
 def remove(config, vnic, logger):
-    """Forget *vnic*'s record; nothing to do when there is none."""
+    """Forget *vnic*'s record; nothing to do when there is none.
+
+    The helper runs this as root for the ``after_*`` hooks it runs (helper/hook_runner.py)
+    in vdsm's directory: the directory is opened without following a symlink in its
+    place, and only ``PORT_ID.json`` in it is removed.
+    """
     path = _path(config, vnic.port_id)
+    directory, name = os.path.split(path)
     try:
-        os.unlink(path)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        logger.warning("cannot remove %s: %s", path, err.strerror)
+        return
+    try:
+        os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except OSError as err:
         logger.warning("cannot remove %s: %s", path, err.strerror)
+    finally:
+        os.close(dir_fd)
+
+
+def recorded(config):
+    """Every record in ``[hook] state_dir``: ``{port id: {"vm_id", "age"}}``, *age* in
+    seconds since the record was written (its mtime); HostError when the directory
+    cannot be read.
+
+    For ``quantum-vnic cleanup``: a ``before_*`` point writes the record, so a fresh one
+    marks a vNIC whose VM may be between ``before_device_create`` and libvirt's start
+    (no domain runs yet). Only regular files named ``PORT_ID.json`` count; one whose
+    content does not parse counts too, by its mtime, with no VM (``vm_id`` None).
+    """
+    import stat
+    import time
+
+    from . import hooking
+
+    directory = config.get("hook", "state_dir")
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return {}  # no before_* point ran since /run was made
+    except OSError as err:
+        raise HostError("cannot list the MAC records in %s: %s" % (directory, err.strerror)) from None
+    now = time.time()
+    found = {}
+    for name in names:
+        port_id = name[:-len(".json")]
+        if not name.endswith(".json") or _uuid_or_none(port_id) != port_id:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue  # removed meanwhile (an unplug)
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        try:
+            record = hooking.load_json(hooking.read_bytes(path, limit=4096), "MAC record")
+        except HookError:
+            record = None
+        vm_id = record.get("vm_id") if isinstance(record, dict) else None
+        found[port_id] = {"vm_id": _uuid_or_none(vm_id), "age": now - info.st_mtime}
+    return found
+
+
+def _uuid_or_none(text):
+    try:
+        return naming.uuid(text, "id") if isinstance(text, str) else None
+    except InputError:
+        return None
 
 
 def recorded_mac(config, vnic):

@@ -3,9 +3,10 @@
 Used by ``quantum-vnic demo`` (and by the tests) to run the real hooks against real
 kernel objects without touching the machine's own network namespace or OVS database:
 
-- :class:`Sandbox` creates a network namespace named ``PREFIX-<random>`` and a temp
-  directory; bridges and taps are made inside it with pyroute2 (taps the way libvirt
-  makes them: ``tuntap`` in ``tap`` mode, up, optionally on a bridge and with an MTU);
+- :class:`Sandbox` creates a network namespace and a temp directory, both named
+  ``PREFIX-PID-RANDOM`` (:func:`owned_name`); bridges and taps are made inside it with
+  pyroute2 (taps the way libvirt makes them: ``tuntap`` in ``tap`` mode, up, optionally
+  on a bridge and with an MTU);
 - :class:`PrivateOvs` runs ``ovsdb-server`` on a database and unix socket in that
   directory and ``ovs-vswitchd`` inside the namespace on the userspace (``netdev``)
   datapath, which needs no kernel module; every OVS run-time path points into the
@@ -14,6 +15,12 @@ kernel objects without touching the machine's own network namespace or OVS datab
 :meth:`Sandbox.delete` stops the daemons by pid, removes the namespace (and with it every
 device in it) and the directory; it is safe to call twice and after a partial start.
 All programs run from argv lists, never through a shell.
+
+A run killed outright (SIGKILL: no ``finally``, no ``delete``) leaves nothing running:
+the OVS daemons get SIGKILL when the thread that started them ends (Linux's parent-death
+signal). What it does leave, the namespace and the directory, the next
+:meth:`Sandbox.create` removes (:func:`remove_stale`): their names carry the pid of the
+process that made them, and they are removed only once that process is gone.
 """
 
 import contextlib
@@ -30,6 +37,10 @@ import uuid
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 OVS_PROGRAMS = ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl")
 START_TIMEOUT = 20.0
+NETNS_DIR = "/run/netns"
+# What owned_name() makes: qvnic[-word...]-PID-RANDOM (8 hex digits).
+OWNED_NAME = re.compile(r"^qvnic(?:-[a-z0-9]+)*-([0-9]+)-[0-9a-f]{8}$")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def missing_requirements(ovs=True):
@@ -52,8 +63,81 @@ def missing_requirements(ovs=True):
     return None
 
 
+def owned_name(prefix):
+    """``PREFIX-PID-RANDOM``: a namespace or directory name that says which process made
+    it, so that :func:`remove_stale` can tell one a killed run left from one in use.
+    *prefix* is ``qvnic`` or ``qvnic-WORD``, lower-case letters and digits."""
+    return "%s-%d-%s" % (prefix, os.getpid(), uuid.uuid4().hex[:8])
+
+
+def _owner_gone(name):
+    match = OWNED_NAME.match(name)
+    if match is None:
+        return False  # not an owned name: never ours to remove
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    return False
+
+
+def remove_stale():
+    """Remove the namespaces and temp directories named by :func:`owned_name` whose
+    owner process is gone (a run killed before its clean-up); the names removed.
+
+    A name whose pid runs (the owner, or an unrelated process that got its pid) is
+    kept: at worst a stale one waits for a later run. Pids are this pid namespace's.
+    """
+    from pyroute2 import netns
+
+    removed = []
+    for name in _listdir(NETNS_DIR):
+        if _owner_gone(name):
+            try:
+                netns.remove(name)
+            except OSError:
+                continue  # removed meanwhile by another run
+            removed.append(os.path.join(NETNS_DIR, name))
+    temp = tempfile.gettempdir()
+    for name in _listdir(temp):
+        path = os.path.join(temp, name)
+        if _owner_gone(name) and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+def _die_with_parent():
+    """A ``preexec_fn``: the child gets SIGKILL when the thread that started it ends (its
+    process killed included), so a killed run leaves no daemon behind. Start daemons
+    from a thread that lives as long as they should (the main thread)."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+    parent = os.getpid()
+
+    def preexec():
+        # The parent may have died between fork and prctl: then there is no one to wait for.
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(127)
+
+    return preexec
+
+
 class PrivateOvs:
-    """ovsdb-server (and ovs-vswitchd in *netns*) on files in *directory* only."""
+    """ovsdb-server (and ovs-vswitchd in *netns*) on files in *directory* only.
+
+    The daemons are this process's children and die with it (:func:`_die_with_parent`).
+    """
 
     def __init__(self, directory, netns=None):
         self.directory = directory
@@ -129,7 +213,8 @@ class PrivateOvs:
         with open(os.path.join(self.directory, name + ".out"), "wb") as output:
             process = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
                                        stdout=output, stderr=subprocess.STDOUT,
-                                       start_new_session=True)  # Ctrl-C is ours to handle
+                                       start_new_session=True,  # Ctrl-C is ours to handle
+                                       preexec_fn=_die_with_parent())
         self.processes[name] = process
         return process
 
@@ -203,10 +288,11 @@ def _version(text):
 
 
 class Sandbox:
-    """A network namespace and a temp directory, both removed by :meth:`delete`."""
+    """A network namespace and a temp directory, both removed by :meth:`delete` (or, after
+    a killed run, by the next one's :func:`remove_stale`)."""
 
     def __init__(self, prefix="qvnic-sandbox"):
-        self.name = "%s-%s" % (prefix, uuid.uuid4().hex[:8])
+        self.name = owned_name(prefix)
         self.directory = None
         self.ovs = None
         self.created = False
@@ -218,14 +304,18 @@ class Sandbox:
         self.delete()
 
     def create(self):
-        """Make the directory and the namespace (loopback up); on failure remove both."""
+        """Make the namespace and the directory (loopback up); on failure remove both.
+        First, what killed runs left (:func:`remove_stale`)."""
         from pyroute2 import netns
 
+        remove_stale()
         try:
-            # Short: a unix socket path in it has at most 107 characters.
-            self.directory = tempfile.mkdtemp(prefix="qvnic-")
             self.created = True  # before: an interrupt right after creation must still remove it
             netns.create(self.name)
+            # Short: a unix socket path in it has at most 107 characters.
+            directory = os.path.join(tempfile.gettempdir(), self.name)
+            os.mkdir(directory, 0o700)
+            self.directory = directory
             with self.ipr() as ipr:
                 ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
         except BaseException:

@@ -14,7 +14,6 @@ import json
 import os
 import pwd
 import shutil
-import uuid
 
 from tests import vdsm_runner
 from tests.conftest import NETWORK_ID
@@ -113,20 +112,23 @@ class Host:
 
 @contextlib.contextmanager
 def running(root):
-    """Start the whole e2e host under directory *root*; stop everything on the way out.
+    """Start the whole e2e host under directory *root* (libvirtd's files, the hooks'
+    records; OVS in a :class:`vnic_drivers.sandbox.Sandbox` with the netns); stop
+    everything on the way out. A run killed outright leaves no process: OVS and libvirtd
+    (with its guests) get a signal when their parent ends.
 
     Raises what :func:`check` raises before starting anything, and
     :class:`procs.StartFailed` (with the daemon's log) if a daemon does not come up.
     """
     check()
-    from pyroute2 import netns as pyroute2_netns
+    from vnic_drivers.sandbox import Sandbox
 
     with contextlib.ExitStack() as cleanup:
-        netns = "qvnic-e2e-%s" % uuid.uuid4().hex[:8]
-        pyroute2_netns.create(netns)
-        cleanup.callback(pyroute2_netns.remove, netns)  # takes the bridges and taps with it
-        os.makedirs(os.path.join(root, "ovs"))
-        ovs = cleanup.enter_context(private_ovs(os.path.join(root, "ovs"), netns=netns))
+        # The netns (removed with the bridges and taps in it) and the OVS directory: a
+        # killed run's OVS dies with it, the next run removes the rest (sandbox.remove_stale).
+        box = cleanup.enter_context(Sandbox("qvnic-e2e"))
+        netns = box.name
+        ovs = cleanup.enter_context(private_ovs(box.directory, netns=netns))
         libvirtd = PrivateLibvirtd(os.path.join(root, "libvirt"), netns, ovs_rundir=ovs.directory)
         host = Host(root, netns, ovs, libvirtd)
         bridges = Topology(netns)

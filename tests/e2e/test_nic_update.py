@@ -7,6 +7,7 @@ bridge on a Quantum host; ``before_update_device`` must put the Quantum wiring b
 it either refuses or makes by moving the tap), keeping the new link state.
 """
 
+from tests import ovs_fixture
 from tests.conftest import NETWORK_ID
 from tests.e2e.host import AGENT_BRIDGE
 from tests.e2e.test_openvswitch import PLUG_MODES, assert_agent_port
@@ -43,6 +44,8 @@ def test_link_down_and_up_keeps_every_kind_wired(e2e_host, vdsm):
     vdsm.start(vm)
     wiring = {mac: (found["type"], found["bridge"], found["tap"])
               for mac, found in live_interfaces(vm).items()}
+    ovs_ports = {"openvswitch": tap_of(nics["openvswitch"]), "hybrid": hybrid_names(nics["hybrid"])[2]}
+    rows = {kind: port_rows(e2e_host, port) for kind, port in ovs_ports.items()}
 
     for link in ("down", "up"):
         for nic in vm.nics:
@@ -56,6 +59,8 @@ def test_link_down_and_up_keeps_every_kind_wired(e2e_host, vdsm):
             assert ENGINE_NETWORK not in live[nic.mac]["xml"]
             # ... and on the host the tap is still where the agents expect it.
             assert_wired(e2e_host, vm, nic, kind)
+        # The OVS ports were never re-added (the agent would rewire them).
+        assert {kind: port_rows(e2e_host, port) for kind, port in ovs_ports.items()} == rows
 
     for nic in vm.nics:
         points = [point for point, each, _ in vdsm.runs if each is nic]
@@ -63,16 +68,28 @@ def test_link_down_and_up_keeps_every_kind_wired(e2e_host, vdsm):
     assert vdsm.failures == []
 
 
+def port_rows(host, port):
+    """:func:`tests.ovs_fixture.port_rows` of *port* on *host*, once ovs-vswitchd opened it."""
+    host.ovs.vsctl("wait-until", "Interface", port, "ofport>0")
+    return ovs_fixture.port_rows(host.ovs, port)
+
+
 def test_link_down_on_an_ovs_port_the_hook_plugs(e2e_host, vdsm):
     # plug mode hook: type='ethernet', the port is the hook's own; after_update_device
-    # re-checks it (the MAC from the record before_update_device left).
+    # re-checks it (the MAC from the record before_update_device left) and leaves the
+    # port as it is: re-adding it would make the OVS agent unwire and rewire it.
     vdsm.hook_config = e2e_host.hook_config(plug="hook")
     nic = quantum_nic("OPEN_VSWITCH")
     vm = Vm("update-hook-plug", [nic])
     vdsm.start(vm)
+    rows = port_rows(e2e_host, tap_of(nic))
 
-    vdsm.update_nic(vm, nic, "down")
+    for link in ("down", "up"):
+        vdsm.update_nic(vm, nic, link)
 
-    live = live_interfaces(vm)[nic.mac]
-    assert (live["type"], live["link"]) == (PLUG_MODES["hook"], "down")
-    assert_agent_port(e2e_host, vm, nic)
+        live = live_interfaces(vm)[nic.mac]
+        assert (live["type"], live["link"]) == (PLUG_MODES["hook"], link)
+        assert_agent_port(e2e_host, vm, nic)
+        assert port_rows(e2e_host, tap_of(nic)) == rows
+    run = [run for point, each, run in vdsm.runs if point == "after_update_device"][-1]
+    assert "already in place: left alone" in run.stderr

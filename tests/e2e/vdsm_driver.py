@@ -35,7 +35,9 @@ custom properties}``; ``dev._deviceXML``, VDSM's own XML of a device, is
   live domain has it (VDSM discards what the hook leaves), libvirt's peer-to-peer live
   migration (``migrateToURI3``, ``VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER``, as VDSM
   calls it), ``after_device_migrate_destination`` per device with that same XML (the
-  device's ``_deviceXML`` there); on the source ``after_device_destroy(dev._deviceXML)``;
+  device's ``_deviceXML`` there); on the source ``after_device_destroy(dev._deviceXML)``.
+  When libvirt fails, the destination's ``before_device_destroy`` and
+  ``after_device_destroy`` with that XML (VDSM destroys the incoming VM), none here;
 - destroy: ``destroy``, then ``after_device_destroy(dev._deviceXML)`` per device.
 
 A ``before_*`` hook that fails makes VDSM's runner raise ``HookError``: VDSM aborts the
@@ -217,9 +219,12 @@ class Vdsm:
         (peer to peer), *migration_uri* where QEMU sends the guest's state. Returns how long
         libvirt's migration took, in seconds.
 
-        If libvirt fails, the destination's hooks undo their preparation
-        (``after_device_destroy``, as VDSM's destination does when the incoming VM dies)
-        and the guest keeps running here.
+        If libvirt fails, the guest keeps running here (VDSM's ``SourceThread._recover``
+        runs no device hook on the source) and the destination undoes its preparation as
+        VDSM's does: the source asks it to destroy the incoming VM, whose ``doDestroy``
+        runs ``before_device_destroy`` and ``releaseVm`` ``after_device_destroy``, each per
+        device with ``dev._deviceXML``, which on a destination is the source's live device
+        XML (what ``before_device_migrate_destination`` got).
         """
         import libvirt
 
@@ -233,8 +238,9 @@ class Vdsm:
                 libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 10000,  # MiB/s: no throttling
             }, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER)
         except libvirt.libvirtError:
-            for nic in vm.nics:
-                destination._device_hook("after_device_destroy", vm, nic, source_xml[nic.mac])
+            for hook_point in ("before_device_destroy", "after_device_destroy"):
+                for nic in vm.nics:
+                    destination._device_hook(hook_point, vm, nic, source_xml[nic.mac])
             raise
         took = time.monotonic() - started
         self.running.remove(vm)

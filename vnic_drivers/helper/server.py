@@ -15,7 +15,12 @@ For each connection (:mod:`.protocol` says what travels on it):
   from this side's config, never from the caller.
 
 Every connection has its own thread, so an operation waiting for an agent never holds up
-another; changes to the same port (same port id, or same tap) run one at a time. The
+another; changes to the same port (same port id, or same tap) run one at a time. An
+operation may leave part of its work until after the answer (:class:`privileged.Then
+<vnic_drivers.host.privileged.Then>`: ``ovs_unplug`` answers once the port's OVS rows are
+gone and qvo is down, then deletes the hybrid devices): that part runs right after the
+answer is sent, still holding the port's lock, so the next request for that port (a VM
+restarted at once) waits until it is done; the idle exit and SIGTERM wait for it too. The
 process keeps its netlink sockets (:func:`.netlink.keep_open`) and one OVSDB connection
 per remote (:func:`.ovsdb.share`: reconnected and the request retried once when
 ovsdb-server restarted). SIGHUP re-reads the config; SIGTERM, or ``[helper]
@@ -40,7 +45,6 @@ from . import protocol
 
 SD_LISTEN_FDS_START = 3
 MAX_CONNECTIONS = 256  # beyond this a caller is refused (and uses sudo)
-LOGGER = log.LOGGER_NAME
 
 
 class PortLocks:
@@ -115,6 +119,7 @@ class Helper:
         self.settings = None
         self.locks = PortLocks()
         self.active = 0
+        self.pending = 0  # steps left for after an answer, not yet run (see answer)
         self.active_lock = threading.Lock()
         self.last_activity = time.monotonic()
         self.stopping = False
@@ -201,13 +206,17 @@ class Helper:
     def _idle(self):
         timeout = self.settings.idle_timeout
         with self.active_lock:
-            return timeout > 0 and not self.active and time.monotonic() - self.last_activity >= timeout
+            return (timeout > 0 and not self.active and not self.pending
+                    and time.monotonic() - self.last_activity >= timeout)
 
     def _drain(self, seconds=10.0):
+        """Wait up to *seconds* for running requests, and however long it takes for the
+        steps already left for after an answer (deletions: bounded netlink work), so that
+        an answered unplug is never left half-done by the exit."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while True:
             with self.active_lock:
-                if not self.active:
+                if not self.pending and (not self.active or time.monotonic() >= deadline):
                     return
             time.sleep(0.02)
 
@@ -264,21 +273,57 @@ class Helper:
                     final = _refusal(str(err))
                     self.logger.warning("uid %d: %s", uid, err)
                     return
-                conn.sendall(protocol.encode(self.answer(uid, operation, args)))
+                if operation == protocol.RUN_HOOK:
+                    self.run_hook(conn, uid, args)
+                    return  # its answer is not a JSON line: nothing may follow on this connection
+                self.answer(uid, operation, args, lambda reply: conn.sendall(protocol.encode(reply)))
         except (socket.timeout, OSError):
             return  # the client went away or was too slow: nothing to answer
         finally:
             self._finish(conn, final)
 
-    def answer(self, uid, operation, args):
+    def answer(self, uid, operation, args, send):
+        """Run one request and *send* its reply; then run what the operation left for
+        after the reply, still holding the port's lock (also when the client is gone)."""
+        if operation == "ping":
+            send({"ok": True, "result": {"pid": os.getpid(), "uid": uid}})
+            return
+        steps = []
+        with self.locks.hold(port_key(args)):
+            try:
+                send(self._run(uid, operation, args, steps))
+            finally:
+                self._run_steps(uid, operation, args, steps)
+
+    def _later(self, steps):
+        def later(step):
+            with self.active_lock:
+                self.pending += 1
+            steps.append(step)
+        return later
+
+    def _run_steps(self, uid, operation, args, steps):
+        for step in steps:
+            start = time.monotonic()
+            try:
+                step()
+            except Exception as err:  # nobody to tell: the next run or cleanup repairs it
+                self.logger.warning("uid %d: %s %s: after the answer: failed, left for the next "
+                                    "run or quantum-vnic cleanup: %s", uid, operation,
+                                    _describe(args), err)
+            else:
+                self.logger.info("uid %d: %s %s: after the answer: done (%.1f ms)", uid,
+                                 operation, _describe(args), (time.monotonic() - start) * 1000)
+            finally:
+                with self.active_lock:
+                    self.pending -= 1
+
+    def _run(self, uid, operation, args, steps):
         from ..host import privileged
 
-        if operation == "ping":
-            return {"ok": True, "result": {"pid": os.getpid(), "uid": uid}}
         start = time.monotonic()
         try:
-            with self.locks.hold(port_key(args)):
-                result = privileged.run(operation, args)
+            result = privileged.run(operation, args, later=self._later(steps))
         except InputError as err:
             reply, outcome = {"ok": False, "kind": protocol.INPUT, "error": str(err)}, "refused: %s" % err
         except HookError as err:
@@ -294,6 +339,34 @@ class Helper:
         self.logger.info("uid %d: %s %s: %s (%.1f ms)", uid, operation, _describe(args), outcome,
                          (time.monotonic() - start) * 1000)
         return reply
+
+
+    def run_hook(self, conn, uid, args):
+        """A whole after_* hook point for a hook process (:mod:`.hook_runner`), answered
+        in run_hook's frames (:mod:`.protocol`)."""
+        from ..host import InProcessHost
+        from . import hook_runner
+
+        start = time.monotonic()
+        settings = self.settings
+        steps = []  # what the hook's operations left for after the answer (see answer)
+        try:
+            hook_point, environ = hook_runner.parse(args)
+            with self.locks.hold(port_key(args)):
+                hook = hook_runner.HookRun(hook_point, environ, settings.config,
+                                           InProcessHost(later=self._later(steps)))
+                bound = hook.bound(settings.client_timeout)
+                conn.sendall(protocol.ACCEPTED + protocol.BOUND.pack(min(bound, 0xFFFF)))
+                code, text = hook.run()
+                try:
+                    conn.sendall(protocol.result_frame(code, text))
+                    self.logger.info("uid %d: run_hook %s: exit %d (%.1f ms)", uid, _describe(args),
+                                     code, (time.monotonic() - start) * 1000)
+                finally:
+                    self._run_steps(uid, protocol.RUN_HOOK, args, steps)
+        except hook_runner.Declined as err:
+            conn.sendall(protocol.DECLINED)
+            self.logger.info("uid %d: run_hook %s: declined: %s", uid, _describe(args), err)
 
 
 class LineReader:

@@ -19,13 +19,12 @@ argument of :func:`connect` (from the hook's argv), the entry point a fixed path
 helper's socket comes from the config file.
 """
 
-import logging
 import os
 import sys
 
 from ..errors import HookError, HostError, InputError
+from ..log import LOG
 
-LOG = logging.getLogger("quantum_vnic")
 
 # Where the RPM installs the sudo-allowed entry point.
 DEFAULT_PRIVILEGED_COMMAND = "/usr/libexec/quantum-vnic/quantum-vnic-privileged"
@@ -33,15 +32,19 @@ SUDO_TIMEOUT = 120
 
 
 class InProcessHost:
-    """Runs operations directly (the caller is root)."""
+    """Runs operations directly (the caller is root). *later*: see :func:`privileged.run`
+    (the resident helper, which runs what an operation leaves for after its answer)."""
 
     mode = "in-process"
+
+    def __init__(self, later=None):
+        self.later = later
 
     def call(self, operation, **args):
         from . import privileged
 
         LOG.debug("host: %s %s", operation, _describe(args))
-        return privileged.run(operation, args)
+        return privileged.run(operation, args, later=self.later)
 
 
 class SudoHost:
@@ -147,8 +150,12 @@ def _describe(args):
     return " ".join("%s=%s" % (key, json.dumps(value)) for key, value in sorted(args.items()))
 
 
-def connect(dry_run=False, config=None):
-    """The host access for this process: dry-run, in-process (root), helper or sudo."""
+def connect(dry_run=False, config=None, helper_gave_up=None):
+    """The host access for this process: dry-run, in-process (root), helper or sudo.
+
+    *helper_gave_up* (a :class:`vnic_drivers.helper.hook_client.GaveUp`): the helper on
+    that socket already failed this hook once; go to sudo without waiting for it again.
+    """
     if dry_run:
         return DryRunHost()
     if os.geteuid() == 0:
@@ -157,7 +164,12 @@ def connect(dry_run=False, config=None):
     # --- resident helper (issue 12): its socket and patience come from the config file
     # (the hook's, i.e. /etc/vdsm/quantum_vnic.conf), never from the environment.
     if config is not None:
-        return HelperHost(config.get("helper", "socket"), max(config.get("helper", "client_timeout"), 0.5), sudo)
+        path = config.get("helper", "socket")
+        if helper_gave_up is not None and helper_gave_up.applies_to(path):
+            LOG.warning("quantum-vnic-helper at %s: %s; using sudo instead (see quantum-vnic "
+                        "doctor, and the helper's journal)", path, helper_gave_up.why)
+            return sudo
+        return HelperHost(path, max(config.get("helper", "client_timeout"), 0.5), sudo)
     # --- end resident helper
     return sudo
 

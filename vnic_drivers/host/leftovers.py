@@ -99,16 +99,9 @@ def remove(ovsdb_remote, bridge, name, qvo_port, tap_port):
 def _remove_devices(names):
     from . import netlink
 
-    # qvo, qvb, tap, then the bridge: emptied first, removed last.
+    # qvo, qvb, tap, then the bridge; all in one kernel batch where netlink.prepare_removal can.
     order = [naming.HYBRID_VETH_OVS_SIDE_PREFIX, naming.HYBRID_VETH_BRIDGE_SIDE_PREFIX,
              naming.TAP_PREFIX, naming.HYBRID_BRIDGE_PREFIX]
-    ours, kept = [], []
-    if not any(netlink.link_exists(names[prefix]) for prefix in order):
-        return {"devices": ours, "devices_kept": kept}
-    with netlink._netlink("remove %s" % ", ".join(names[p] for p in order)) as ipr:
-        for prefix in order:
-            found = netlink._kind(ipr, netlink._lookup(ipr, names[prefix]))
-            if found is not None:
-                (ours if found == KINDS[prefix] else kept).append(names[prefix])
-        netlink._delete(ipr, ours)  # a veth end takes its peer along: that is fine
-    return {"devices": ours, "devices_kept": kept}
+    removal = netlink.prepare_removal((names[prefix], KINDS[prefix]) for prefix in order)
+    removal.finish()  # a veth end takes its peer along: that is fine
+    return {"devices": removal.names, "devices_kept": removal.kept}

@@ -39,15 +39,21 @@ def hybrid_plug(ovsdb_remote, bridge, port_id, mac, vm_id, mtu):
 
 
 def attach_tap(ovsdb_remote, bridge, port_id, mac, vm_id, mtu, wait):
-    """Plug mode ``hook``: the tap libvirt made goes on *bridge* as libvirt would put it."""
+    """Plug mode ``hook``: the tap libvirt made goes on *bridge* as libvirt would put it.
+
+    The port's status (:func:`.ovsdb.port_status`) and ``attach``: ``added``, ``updated``
+    (ids or MTU corrected in place) or ``kept`` (already as wanted).
+    """
     tap = naming.tap_name(port_id)
     with ovsdb.connect(ovsdb_remote) as db:
         if not netlink.link_exists(tap):
             raise HostError("tap %s does not exist: libvirt did not create the device "
                             "(type='ethernet' with target dev %s); see libvirt's log" % (tap, tap))
-        # vm-id, as libvirt writes it for <virtualport type='openvswitch'>.
-        ovsdb.add_port(db, bridge, tap, _external_ids(port_id, mac, "vm-id", vm_id), mtu)
-        return ovsdb.wait_until_wired(db, bridge, tap, wait)
+        # vm-id, as libvirt writes it for <virtualport type='openvswitch'>. A tap already
+        # on the bridge with these ids (after_update_device, a re-run) is left as it is,
+        # not re-added: the agent would see a new port and wire it again (ovsdb.add_port).
+        done = ovsdb.add_port(db, bridge, tap, _external_ids(port_id, mac, "vm-id", vm_id), mtu)
+        return dict(ovsdb.wait_until_wired(db, bridge, tap, wait), attach=done)
 
 
 def port_status(ovsdb_remote, bridge, port_id, hybrid, wait):
@@ -60,9 +66,18 @@ def port_status(ovsdb_remote, bridge, port_id, hybrid, wait):
 def unplug(ovsdb_remote, port_id):
     """Remove the vNIC's OVS ports (qvo, tap) and hybrid devices; idempotent.
 
+    The OVS ports go first (the agent sees the port gone), then the hybrid devices are
+    checked and marked for deletion, qvo set down: from then on the host passes no
+    traffic for the port (:func:`.netlink.hybrid_prepare_removal`). Deleting the
+    devices (tens of milliseconds of the kernel's RCU waits) is the returned
+    :class:`.privileged.Then`'s step: the resident helper runs it right after answering,
+    every other caller before it returns (:func:`.privileged.run`).
+
     The kernel part runs even when OVSDB is unreachable, so a host with OVS down still
     loses the devices; the error then says which ports may remain.
     """
+    from .privileged import Then
+
     qbr, qvb, qvo = naming.hybrid_names(port_id)
     names = [qvo, naming.tap_name(port_id)]
     try:
@@ -70,11 +85,13 @@ def unplug(ovsdb_remote, port_id):
             ports, problem = ovsdb.delete_ports(db, names), None
     except HostError as err:
         ports, problem = [], err
-    links = netlink.hybrid_delete(qbr, qvb, qvo)
+    removal = netlink.hybrid_prepare_removal(qbr, qvb, qvo)
     if problem is not None:
+        removal.finish()
         raise HostError("%s; ports %s may remain on the bridge (devices removed: %s)"
-                        % (problem, " and ".join(names), ", ".join(links["deleted"]) or "none"))
-    return {"ports": ports, "devices": links["deleted"], "kept": links["kept"]}
+                        % (problem, " and ".join(names), ", ".join(removal.names) or "none"))
+    result = {"ports": ports, "devices": removal.names, "kept": removal.kept}
+    return Then(result, removal.finish) if removal.names else result
 
 
 def host_identity(ovsdb_remote):

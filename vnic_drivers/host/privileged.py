@@ -240,13 +240,36 @@ def validate(name, args):
     return operation, operation.validate(name, args)
 
 
-def run(name, args):
-    """Validate *args* for operation *name* and run it in this process (must be root)."""
+class Then:
+    """What an implementation returns when part of its work need not delay the caller:
+    the *result*, and *step*, a callable doing the rest (``ovs_unplug``: deleting the
+    devices it has already checked and set down). Which devices, and every check, is
+    decided before; the step only carries it out."""
+
+    def __init__(self, result, step):
+        self.result = result
+        self.step = step
+
+
+def run(name, args, later=None):
+    """Validate *args* for operation *name* and run it in this process (must be root).
+
+    An operation's :class:`Then` step runs before this returns, unless the caller passes
+    *later*: then ``later(step)`` is called instead, and the caller must run the step
+    once it has passed the result on (the resident helper: right after its answer).
+    """
     operation, clean = validate(name, args)
     # After validation: refused input never loads the config (nor touches the host).
     for param, (section, option) in operation.configured.items():
         clean[param] = configuration().get(section, option)
-    return operation.implementation()(**clean)
+    outcome = operation.implementation()(**clean)
+    if not isinstance(outcome, Then):
+        return outcome
+    if later is None:
+        outcome.step()
+    else:
+        later(outcome.step)
+    return outcome.result
 
 
 # The arguments of every operation are a few ids and numbers: a few hundred bytes.

@@ -27,15 +27,13 @@ request needs: ``{}`` for ``noauth``, ``{"X-Auth-Token": TOKEN}`` for Keystone.
 """
 
 import json
-import logging
 import os
 import stat
 import time
 
 from ..errors import HostError, InputError
-from ..log import LOGGER_NAME, one_line
+from ..log import LOG, one_line
 
-LOG = logging.getLogger(LOGGER_NAME)
 
 MODES = ("noauth", "keystone-v2", "keystone-v3")
 SECTION = "keystone"

@@ -23,14 +23,13 @@ fails leaves the vNIC as it would be without the API, with one warning line; wit
 (exit 2 at ``before_*`` points, which stops the VM start or the hot-plug).
 """
 
-import logging
 import time
 
 from ..binding_host import binding_host_id
 from ..errors import HookError, HostError
 from . import client as client_module
+from ..log import LOG
 
-LOG = logging.getLogger("quantum_vnic")
 ACTIVE = "ACTIVE"
 WAIT_HOOK_POINTS = ("after_device_create", "after_nic_hotplug")
 POLL_FIRST, POLL_MAX = 0.2, 1.0
