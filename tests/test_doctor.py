@@ -6,14 +6,22 @@ installs them; the user ``vdsm`` and the packaged sudoers drop-in in a private m
 namespace (``tests/as_vdsm.py``, doctor stays root like an admin); stand-ins for the
 agent processes (doctor looks for agents by process name). Doctor runs as its own
 process inside that namespace, as the admin would run it.
+
+Process names are the whole machine's, not the namespace's: one host fixture at a time
+on the machine (a lock), or the stand-ins of another test run (CI's EL9 pass runs beside
+the first pass) would be agents running here, and an agent this test stopped would
+still run.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -74,12 +82,20 @@ class Host:
         return done.returncode, {check["check"]: check for check in report["checks"]}
 
 
+@contextlib.contextmanager
+def agents_of_this_machine():
+    """Held while a test has agent stand-ins or runs doctor on them (see the docstring)."""
+    with open(os.path.join(tempfile.gettempdir(), "quantum-vnic-test-agents.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture
 def host():
     reason = sandbox.missing_requirements() or as_vdsm.required_tools()
     if reason:
         pytest.skip(reason)
-    with as_vdsm.workdir() as workdir, sandbox.Sandbox("qvnic-doctor") as box:
+    with agents_of_this_machine(), as_vdsm.workdir() as workdir, sandbox.Sandbox("qvnic-doctor") as box:
         box.start_ovs()
         box.add_bridge(DUMMY)
         fixture = Host(box, workdir)
