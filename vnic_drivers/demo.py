@@ -114,6 +114,16 @@ class Demo:
         from lxml import etree  # noqa: F401
 
         previous = {sig: signal.signal(sig, self.interrupt) for sig in STOP_SIGNALS}
+        # A Ctrl-C that lands in a callback Python cannot raise from (e.g. logging's
+        # at-fork hook, when pyroute2 forks its netns helper) is "ignored" with a printed
+        # traceback; the signal is remembered all the same (checkpoint), so say nothing.
+        unraisable = sys.unraisablehook
+
+        def quiet_interrupts(info):
+            if not issubclass(info.exc_type, KeyboardInterrupt):
+                unraisable(info)
+
+        sys.unraisablehook = quiet_interrupts
         code = 0
         try:
             self.build()
@@ -145,6 +155,7 @@ class Demo:
             self.clean_up()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            sys.unraisablehook = unraisable
         return code
 
     def step(self, title):

@@ -40,7 +40,6 @@ START_TIMEOUT = 20.0
 NETNS_DIR = "/run/netns"
 # What owned_name() makes: qvnic[-word...]-PID-RANDOM (8 hex digits).
 OWNED_NAME = re.compile(r"^qvnic(?:-[a-z0-9]+)*-([0-9]+)-[0-9a-f]{8}$")
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def missing_requirements(ovs=True):
@@ -116,21 +115,21 @@ def _listdir(path):
         return []
 
 
-def _die_with_parent():
-    """A ``preexec_fn``: the child gets SIGKILL when the thread that started it ends (its
-    process killed included), so a killed run leaves no daemon behind. Start daemons
-    from a thread that lives as long as they should (the main thread)."""
-    import ctypes
+def _die_with_parent(argv):
+    """*argv* made to get SIGKILL when the thread that started it ends (its process killed
+    included), so a killed run leaves no daemon behind: ``setpriv --pdeathsig``, which
+    survives the ``exec`` of ``ip netns exec`` and of the daemon. Start daemons from a
+    thread that lives as long as they should (the main thread).
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
-    parent = os.getpid()
+    Not a ``preexec_fn``: Python code between fork and exec runs the parent's signal
+    handlers and at-fork callbacks in the child, and a Ctrl-C landing there (the demo
+    stops on one) printed a traceback. Without setpriv (util-linux) the daemons are
+    started as they are, and the next run's Sandbox removes what a killed one left.
+    """
+    import shutil
 
-    def preexec():
-        # The parent may have died between fork and prctl: then there is no one to wait for.
-        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
-            os._exit(127)
-
-    return preexec
+    setpriv = shutil.which("setpriv")
+    return argv if setpriv is None else [setpriv, "--pdeathsig", "KILL", "--"] + argv
 
 
 class PrivateOvs:
@@ -211,10 +210,9 @@ class PrivateOvs:
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns] + argv  # ip execs: the pid is the daemon's
         with open(os.path.join(self.directory, name + ".out"), "wb") as output:
-            process = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
+            process = subprocess.Popen(_die_with_parent(argv), env=self.env, stdin=subprocess.DEVNULL,
                                        stdout=output, stderr=subprocess.STDOUT,
-                                       start_new_session=True,  # Ctrl-C is ours to handle
-                                       preexec_fn=_die_with_parent())
+                                       start_new_session=True)  # Ctrl-C is ours to handle
         self.processes[name] = process
         return process
 
