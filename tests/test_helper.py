@@ -296,9 +296,10 @@ def test_unplug_answers_before_deleting_and_ends_as_through_sudo(host):
     plug = {"port_id": port, "mac": MAC, "vm_id": None, "mtu": None}
     client.call(helper.socket, "ovs_hybrid_plug", plug, 30)
     result = client.call(helper.socket, "ovs_unplug", {"port_id": port}, 30)
-    # At the answer (the deletion may have finished since, never the other way round):
-    qvo_state = box.links().get(qvo)
-    assert qvo_state is None or not qvo_state["up"], qvo_state
+    # At the answer (the deletion may have finished since, never the other way round)
+    # the port is off br-int: nothing passes between it and the bridge. qvo is set down
+    # too, but not checked here: ovs-vswitchd, applying the port's removal on its own
+    # time, may restore the flags it found (up) after that (seen once on a loaded run).
     assert qvo not in box.ovs.vsctl("list-ports", "br-int").split()
     settled(helper.socket, port)
     through_helper = (result, [name for name in box.links() if name[3:] == port[:11]],

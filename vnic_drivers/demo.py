@@ -116,11 +116,13 @@ class Demo:
         previous = {sig: signal.signal(sig, self.interrupt) for sig in STOP_SIGNALS}
         # A Ctrl-C that lands in a callback Python cannot raise from (e.g. logging's
         # at-fork hook, when pyroute2 forks its netns helper) is "ignored" with a printed
-        # traceback; the signal is remembered all the same (checkpoint), so say nothing.
+        # traceback, and so is what it breaks on its way (an asyncio loop it cut short
+        # complains in __del__); the signal is remembered all the same (checkpoint), so
+        # say nothing about either.
         unraisable = sys.unraisablehook
 
         def quiet_interrupts(info):
-            if not issubclass(info.exc_type, KeyboardInterrupt):
+            if not (self.stopped or issubclass(info.exc_type, KeyboardInterrupt)):
                 unraisable(info)
 
         sys.unraisablehook = quiet_interrupts
