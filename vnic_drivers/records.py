@@ -92,8 +92,6 @@ def recorded(config):
     import stat
     import time
 
-    from . import hooking
-
     directory = config.get("hook", "state_dir")
     try:
         names = os.listdir(directory)
@@ -114,11 +112,8 @@ def recorded(config):
             continue  # removed meanwhile (an unplug)
         if not stat.S_ISREG(info.st_mode):
             continue
-        try:
-            record = hooking.load_json(hooking.read_bytes(path, limit=4096), "MAC record")
-        except HookError:
-            record = None
-        vm_id = record.get("vm_id") if isinstance(record, dict) else None
+        record = _read(path)
+        vm_id = record.get("vm_id") if record is not None else None
         found[port_id] = {"vm_id": _uuid_or_none(vm_id), "age": now - info.st_mtime}
     return found
 
@@ -130,18 +125,23 @@ def _uuid_or_none(text):
         return None
 
 
-def recorded_mac(config, vnic):
-    """The MAC a ``before_*`` point recorded for *vnic*'s port in this VM, or None."""
+def _read(path):
+    """The record at *path* as a dict, or None (none there, unreadable, not a record)."""
     from . import hooking
 
     # The same guards as VDSM's files (a regular file, small, JSON of bounded depth): the
     # state dir is vdsm's, and a record is a few dozen bytes.
     try:
-        record = hooking.load_json(hooking.read_bytes(_path(config, vnic.port_id), limit=4096),
-                                   "MAC record")
+        record = hooking.load_json(hooking.read_bytes(path, limit=4096), "MAC record")
     except HookError:
-        return None  # none, or unreadable: libvirt decides
-    if not isinstance(record, dict) or record.get("vm_id") != vnic.vm_id:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def recorded_mac(config, vnic):
+    """The MAC a ``before_*`` point recorded for *vnic*'s port in this VM, or None."""
+    record = _read(_path(config, vnic.port_id))  # None: libvirt decides
+    if record is None or record.get("vm_id") != vnic.vm_id:
         return None  # another VM's (a port moved between VMs): not trusted
     mac = record.get("mac")
     try:
